@@ -1,0 +1,232 @@
+"""Settings: the only home of defaults; loading and validating the YAML file.
+
+Order of precedence: `Settings` defaults, then the YAML file, then command-line flags. Everything
+is validated here, before any request is sent; a problem raises `ConfigError` whose one-line
+message names the file, the line and the key. This module never touches the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scraper import __version__
+from scraper.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/scraper.yaml")
+MAX_CONFIG_BYTES = 1024 * 1024  # a settings file is a few KB; refuse to parse a 50 MB one
+PARSERS = ("lxml", "bs4")
+FORMATS = ("jsonl", "csv")
+
+
+def _setting(default: Any, help: str, **rules: Any) -> Any:
+    """A Settings field whose metadata drives validation, the flags and the reference docs."""
+    meta = {"help": help, **rules}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting: YAML key = field name = flag with dashes (unit suffix `_s` dropped)."""
+
+    threads: int = _setting(16, "download threads, each with its own HTTP session", min=1, max=1024)
+    processes: int = _setting(0, "parse worker processes; 0 means one per CPU core", min=0, max=256)
+    connect_timeout_s: float = _setting(5.0, "seconds to open a connection", min=0.01, max=600)
+    read_timeout_s: float = _setting(
+        15.0, "seconds to wait for the next bytes of a response", min=0.01, max=600
+    )
+    page_deadline_s: float = _setting(
+        30.0, "seconds for a whole page, first request to last byte, redirects included",
+        min=0.01, max=3600,
+    )
+    max_body_bytes: int = _setting(
+        5_000_000, "largest body kept, counted after decompression", min=1024, max=1 << 31
+    )
+    max_redirects: int = _setting(10, "redirects followed before giving up", min=0, max=100)
+    user_agent: str = _setting(f"scraper/{__version__}", "User-Agent header sent with every request")
+    headers: dict[str, str] = _setting({}, "extra request headers, name: value")
+    parser: str = _setting("lxml", "parse engine: lxml (fast) or bs4 (BeautifulSoup)", choices=PARSERS)
+    parse_timeout_s: float = _setting(
+        20.0, "seconds one page may take to parse before its worker is replaced", min=0.1, max=3600
+    )
+    max_text_chars: int = _setting(
+        20_000, "visible text kept per page, in characters", min=0, max=100_000_000
+    )
+    output_dir: str = _setting("output", "folder for result files")
+    format: str = _setting("jsonl", "record format: jsonl or csv", choices=FORMATS)
+    quiet: bool = _setting(False, "no progress bar and no summary; errors only")
+
+    def effective_processes(self) -> int:
+        """`processes`, with 0 resolved to the number of usable CPU cores."""
+        return self.processes or usable_cores()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+SETTING_FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def flag_name(name: str) -> str:
+    """The command-line flag of a setting: dashes, and the `_s` unit suffix dropped."""
+    base = name[:-2] if name.endswith("_s") else name
+    return "--" + base.replace("_", "-")
+
+
+def build_settings(path: Path | None, overrides: Mapping[str, Any]) -> Settings:
+    """Defaults, then the YAML file at `path` (if any), then `overrides` (flags already typed)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(load_yaml_settings(path))
+    for name, value in overrides.items():
+        values[name] = check_value(name, value, where="command line: " + flag_name(name))
+    return Settings(**values)
+
+
+def default_config_path() -> Path | None:
+    """config/scraper.yaml in the working directory when it exists."""
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load_yaml_settings(path: Path) -> dict[str, Any]:
+    """Read, parse and validate one settings file; raises ConfigError naming file, line and key."""
+    text = _read_config_text(path)
+    root = _compose(path, text)
+    if root is None:
+        raise ConfigError(f"{path}: empty settings file; expected a mapping of settings")
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{path}:{_line(root)}: expected a mapping of settings at top level")
+    _reject_aliases(path, root)
+    loader = yaml.SafeLoader("")
+    values: dict[str, Any] = {}
+    for key_node, value_node in root.value:
+        where = f"{path}:{_line(key_node)}"
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
+            raise ConfigError(f"{where}: setting names must be plain strings")
+        key = key_node.value
+        if key in values:
+            raise ConfigError(f"{where}: {key}: duplicate setting")
+        if key not in SETTING_FIELDS:
+            raise ConfigError(f"{where}: {key}: unknown setting{_hint(key)}")
+        try:
+            value = loader.construct_object(value_node, deep=True)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: {key}: {_problem(exc)}") from None
+        values[key] = check_value(key, value, where=f"{where}: {key}")
+    return values
+
+
+def check_value(name: str, value: Any, where: str) -> Any:
+    """Type- and range-check one setting's value; returns it (ints widened to float)."""
+    spec = SETTING_FIELDS[name]
+    kind = _type_of(spec)
+    value = _check_type(kind, value, where)
+    rules = spec.metadata
+    if "choices" in rules and value not in rules["choices"]:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(rules['choices'])}")
+    if "min" in rules and value < rules["min"]:
+        raise ConfigError(f"{where}: {value!r} is below the minimum {rules['min']}")
+    if "max" in rules and value > rules["max"]:
+        raise ConfigError(f"{where}: {value!r} is above the maximum {rules['max']}")
+    if name == "headers":
+        _check_headers(value, where)
+    return value
+
+
+def _type_of(spec: dataclasses.Field[Any]) -> type:
+    names = {"int": int, "float": float, "str": str, "bool": bool, "dict[str, str]": dict}
+    return names[str(spec.type)]
+
+
+def _check_type(kind: type, value: Any, where: str) -> Any:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(value, bool):
+        hint = "; quote it if you mean text" if kind is str else ""
+        raise ConfigError(f"{where}: expected {kind.__name__}, got a boolean{hint}")
+    if kind is float and isinstance(value, int):
+        return float(value)
+    if kind is float and isinstance(value, float) and value != value:
+        raise ConfigError(f"{where}: expected a number, got NaN")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _check_headers(value: dict[Any, Any], where: str) -> None:
+    for name, text in value.items():
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise ConfigError(f"{where}: header names and values must be strings ({name!r})")
+        if not name or any(c in name for c in ":\r\n ") or any(c in text for c in "\r\n"):
+            raise ConfigError(f"{where}: invalid header {name!r}")
+
+
+def _read_config_text(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read settings file: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: settings file over {MAX_CONFIG_BYTES} bytes; refusing to parse")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: settings file is not UTF-8") from None
+
+
+def _compose(path: Path, text: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: invalid YAML: {_problem(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+
+
+def _reject_aliases(path: Path, root: yaml.Node) -> None:
+    """Aliases (`*name`) make a node appear twice: refused, which also defuses alias bombs."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            raise ConfigError(f"{path}:{_line(node)}: YAML aliases are not supported in settings")
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or str(exc)
+    return " ".join(str(problem).split())
+
+
+def _hint(key: str) -> str:
+    close = difflib.get_close_matches(key, SETTING_FIELDS, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -1,0 +1,422 @@
+"""The deterministic demo site: pages, their ground truth, and an asyncio server on 127.0.0.1.
+
+Used by `scrape demo`, the benchmark and the tests. Page `i` is the same bytes on every run and
+machine (seeded by `i`). Added latency is a timer on the event loop, so a thousand waiting
+requests cost no thread and no CPU. The server runs in its own process (`DemoServer`), so its CPU
+is measured apart from the scraper's. This module never scrapes anything itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.utils
+import gzip
+import hashlib
+import html
+import math
+import multiprocessing
+import os
+import random
+import resource
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import Any
+
+MOVED_EVERY, MOVED_AT = 50, 7  # /moved/i → 301 → /page/i
+GONE_EVERY, GONE_AT = 50, 13  # /gone/i → 404
+CP1252_EVERY, CP1252_AT = 50, 21  # windows-1252, declared only by <meta>
+LAST_MODIFIED = email.utils.formatdate(1_700_000_000, usegmt=True)
+EXTERNAL = "https://example.org"
+
+WORDS = (
+    "data web page scraper thread process queue network latency parse record output site "
+    "link title market price report river mountain garden letter window engine signal city "
+    "coffee music station harbour library morning evening forest winter summer question "
+    "answer system memory kernel socket buffer stream binary format summary history future"
+).split()
+UNICODE_WORDS = ["café", "naïve", "Straße", "façade", "Ångström", "東京", "Привет", "smørrebrød"]
+CP1252_WORDS = ["café", "naïve", "façade", "Ångström", "œuvre", "déjà", "Zürich", "€uro"]
+
+
+@dataclass(frozen=True, slots=True)
+class PageTruth:
+    """What a correct scraper records for one demo URL."""
+
+    path: str  # as listed
+    final_path: str
+    status: int
+    title: str | None
+    link_count: int
+    encoding: str | None
+    lang: str | None
+    word_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def list_paths(count: int) -> Iterator[str]:
+    """The demo URL list's paths: pages, with a few redirects and 404s mixed in."""
+    for i in range(count):
+        if i % MOVED_EVERY == MOVED_AT:
+            yield f"/moved/{i}"
+        elif i % GONE_EVERY == GONE_AT:
+            yield f"/gone/{i}"
+        else:
+            yield f"/page/{i}"
+
+
+class DemoSite:
+    """Pages and ground truth for `n_pages` distinct pages; page ids past that wrap around."""
+
+    def __init__(self, n_pages: int = 2000) -> None:
+        self.n_pages = max(1, n_pages)
+        self._pages: dict[int, tuple[bytes, PageTruth]] = {}
+
+    def page(self, i: int) -> tuple[bytes, PageTruth]:
+        """Body and truth of page `i` (cached)."""
+        key = i % self.n_pages
+        if key not in self._pages:
+            self._pages[key] = _make_page(key, self.n_pages)
+        return self._pages[key]
+
+    def truth(self, path: str) -> PageTruth:
+        """Ground truth for one listed path."""
+        kind, _, number = path.strip("/").partition("/")
+        i = int(number)
+        if kind == "gone":
+            return PageTruth(path, path, 404, None, 0, None, None, 0)
+        return dataclasses.replace(self.page(i)[1], path=path)
+
+    def respond(self, path: str, headers: dict[str, str]) -> Response:
+        """The response for a GET of `path` with (lower-cased) request `headers`."""
+        kind, _, number = path.partition("?")[0].strip("/").partition("/")
+        if not number.isdigit() or len(number) > 9:
+            return _plain(404, b"not found\n")
+        i = int(number)
+        if kind == "moved":
+            return Response(301, (("Location", f"/page/{i}"),), b"")
+        if kind == "gone":
+            return _plain(404, b"gone\n")
+        if kind == "tiny":
+            return _html_response(_tiny_page(i), "utf-8", headers)
+        if kind != "page":
+            return _plain(404, b"not found\n")
+        body, truth = self.page(i)
+        charset = "utf-8" if truth.encoding == "utf-8" else None
+        return _html_response(body, charset, headers)
+
+
+def _plain(status: int, body: bytes) -> Response:
+    return Response(status, (("Content-Type", "text/plain"),), body)
+
+
+def _html_response(body: bytes, charset: str | None, headers: dict[str, str]) -> Response:
+    etag = '"' + hashlib.blake2b(body, digest_size=8).hexdigest() + '"'
+    if headers.get("if-none-match") == etag or headers.get("if-modified-since") == LAST_MODIFIED:
+        return Response(304, (("ETag", etag), ("Last-Modified", LAST_MODIFIED)), b"")
+    content_type = "text/html" + (f"; charset={charset}" if charset else "")
+    out_headers = [("Content-Type", content_type), ("ETag", etag), ("Last-Modified", LAST_MODIFIED)]
+    if "gzip" in headers.get("accept-encoding", "") and headers.get("x-demo-gzip"):
+        body = gzip.compress(body, 1)
+        out_headers.append(("Content-Encoding", "gzip"))
+    return Response(200, tuple(out_headers), body)
+
+
+def _tiny_page(i: int) -> bytes:
+    return f"<html><head><title>Tiny {i}</title></head><body><a href='/tiny/{i + 1}'>next</a>" \
+        f"</body></html>".encode()
+
+
+def _paragraphs(cp1252: bool) -> list[tuple[str, str, int]]:
+    """A fixed pool of paragraphs pages draw from: building pages stays fast and deterministic."""
+    key = "cp1252" if cp1252 else "utf-8"
+    if key not in _PARAGRAPHS:
+        rng = random.Random(4242 if cp1252 else 2424)
+        extra = CP1252_WORDS if cp1252 else UNICODE_WORDS
+        texts = [
+            " ".join(rng.choice(extra) if rng.random() < 0.08 else rng.choice(WORDS)
+                     for _ in range(rng.randint(20, 80)))
+            for _ in range(400)
+        ]
+        _PARAGRAPHS[key] = [(t, html.escape(t), t.count(" ") + 1) for t in texts]
+    return _PARAGRAPHS[key]
+
+
+_PARAGRAPHS: dict[str, list[tuple[str, str, int]]] = {}
+
+
+def _make_page(i: int, n_pages: int) -> tuple[bytes, PageTruth]:
+    rng = random.Random(i * 7919 + 17)
+    cp1252 = i % CP1252_EVERY == CP1252_AT
+    pool = _paragraphs(cp1252)
+    lang = rng.choice(["en", "de", "fr", "en-GB"])
+    # Sizes follow the web's skew: median near 30 KB, clipped to 5-300 KB.
+    target = int(min(300_000, max(5_000, math.exp(rng.gauss(math.log(30_000), 0.8)))))
+    title = f"Page {i}: {rng.choice(pool)[0][:30].strip()} & more"
+    description = f"About {rng.choice(pool)[0][:60].strip()}"
+    links, link_keys = _make_links(rng, i, n_pages)
+    head = (
+        f'<!DOCTYPE html>\n<html lang="{lang}"><head>'
+        + ('<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'
+           if cp1252 else '<meta charset="utf-8">')
+        + f"<title>{html.escape(title)}</title>"
+        f'<meta name="description" content="{html.escape(description)}">'
+        f'<link rel="canonical" href="/page/{i}">'
+        "<style>body { font-family: sans-serif } .nav a { margin: 1em }</style>"
+        "<script>window.analytics = {track: function () { return 1 }};</script>"
+        "</head><body>"
+    )
+    parts = [head, '<nav class="nav">', *(a for a, _ in links[:20]), "</nav><main>"]
+    words = sum(w for _, w in links[:20])
+    body_links = links[20:]
+    size = sum(len(p) for p in parts)
+    while size < target or body_links:
+        _, escaped, count = rng.choice(pool)
+        words += count
+        chunk = f"<p>{escaped}"
+        for anchor, anchor_words in body_links[-3:]:
+            chunk += " " + anchor
+            words += anchor_words
+        del body_links[-3:]
+        chunk += "</p>\n"
+        if rng.random() < 0.1:
+            heading = rng.choice(pool)[0][:20].strip()
+            words += heading.count(" ") + 1
+            chunk += f"<h2>{html.escape(heading)}</h2><!-- section {rng.randint(0, 999)} -->\n"
+        parts.append(chunk)
+        size += len(chunk)
+    parts.append("</main><script>analytics.track('view')</script></body></html>\n")
+    body = "".join(parts).encode("cp1252" if cp1252 else "utf-8")
+    encoding = "windows-1252" if cp1252 else "utf-8"
+    truth = PageTruth(f"/page/{i}", f"/page/{i}", 200, title, len(link_keys), encoding, lang, words)
+    return body, truth
+
+
+def _make_links(
+    rng: random.Random, i: int, n_pages: int
+) -> tuple[list[tuple[str, int]], set[str]]:
+    """50-150 (anchor, word count) in assorted spellings, and the distinct absolute targets."""
+    anchors: list[tuple[str, int]] = []
+    keys: set[str] = set()
+    for _ in range(rng.randint(50, 150)):
+        j = rng.randrange(n_pages)
+        style = rng.random()
+        if style < 0.35:
+            href, key = f"/page/{j}", f"/page/{j}"
+        elif style < 0.5:
+            href, key = f"../page/{j}#part", f"/page/{j}"
+        elif style < 0.6:
+            href, key = f"{j}?ref=nav", f"/page/{j}?ref=nav"
+        elif style < 0.75:
+            href, key = f"{EXTERNAL}/article/{j}", f"{EXTERNAL}/article/{j}"
+        elif style < 0.8:
+            href, key = "#top", f"/page/{i}"
+        elif style < 0.85:
+            href, key = f"mailto:person{j}@example.org", ""
+        elif style < 0.9:
+            href, key = "javascript:void(0)", ""
+        else:
+            href, key = f"  /page/{j}  ", f"/page/{j}"
+        if key:
+            keys.add(key)
+        anchors.append((f'<a href="{html.escape(href)}">link {j}</a>', 2))
+    return anchors, keys
+
+
+# --- the server -------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerStats:
+    requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    first_request_at: float = 0.0  # time.time() of the first request, 0 before any
+    bytes_sent: int = 0
+
+
+class _HttpProtocol(asyncio.Protocol):
+    """A minimal HTTP/1.1 server connection: GET only, keep-alive, timers for latency."""
+
+    def __init__(self, site: DemoSite, stats: ServerStats, latency_s: float) -> None:
+        self.site, self.stats, self.latency_s = site, stats, latency_s
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            self._handle(head)
+        if len(self.buffer) > 65536 and self.transport:
+            self.transport.close()
+
+    def _handle(self, head: bytes) -> None:
+        stats = self.stats
+        if not stats.first_request_at:
+            stats.first_request_at = time.time()
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = (lines[0].split(" ") + ["", "", ""])[:3]
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        resp = self.site.respond(path, headers)
+        keep_alive = headers.get("connection", "").lower() != "close"
+        data = _serialize(resp, keep_alive, include_body=method != "HEAD")
+        if self.latency_s > 0:
+            asyncio.get_running_loop().call_later(self.latency_s, self._send, data, keep_alive)
+        else:
+            self._send(data, keep_alive)
+
+    def _send(self, data: bytes, keep_alive: bool) -> None:
+        self.stats.in_flight -= 1
+        self.stats.bytes_sent += len(data)
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(data)
+        if not keep_alive:
+            self.transport.close()
+
+
+def _serialize(resp: Response, keep_alive: bool, include_body: bool) -> bytes:
+    reason = {200: "OK", 301: "Moved Permanently", 304: "Not Modified", 404: "Not Found"}
+    lines = [f"HTTP/1.1 {resp.status} {reason.get(resp.status, 'Status')}"]
+    lines += [f"{name}: {value}" for name, value in resp.headers]
+    lines.append(f"Content-Length: {len(resp.body)}")
+    lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + resp.body if include_body else head
+
+
+async def _serve(n_pages: int, latency_s: float, control: Connection) -> None:
+    site = DemoSite(n_pages)
+    for i in range(min(n_pages, 20_000)):  # build pages before timing starts
+        site.page(i)
+    stats = ServerStats()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: _HttpProtocol(site, stats, latency_s), "127.0.0.1", 0, backlog=1024
+    )
+    port = server.sockets[0].getsockname()[1]
+    control.send(port)
+    stop = asyncio.Event()
+
+    def on_command() -> None:
+        command = control.recv()
+        if command == "stats":
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            control.send({**stats.__dict__, "cpu_s": usage.ru_utime + usage.ru_stime})
+        elif command == "reset":
+            stats.__dict__.update(ServerStats().__dict__)
+            control.send(True)
+        else:
+            stop.set()
+
+    loop.add_reader(control.fileno(), on_command)
+    await stop.wait()
+    loop.remove_reader(control.fileno())
+    server.close()
+    await server.wait_closed()
+
+
+def _server_main(n_pages: int, latency_s: float, control: Connection) -> None:
+    try:
+        asyncio.run(_serve(n_pages, latency_s, control))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):
+        pass
+    finally:
+        control.close()
+
+
+class DemoServer:
+    """The demo site in its own process on 127.0.0.1; a context manager. `url` is its origin."""
+
+    def __init__(self, n_pages: int = 2000, latency_s: float = 0.0) -> None:
+        self.n_pages, self.latency_s = n_pages, latency_s
+        self.url = ""
+        self._process: Any = None
+        self._control: Connection | None = None
+
+    def __enter__(self) -> DemoServer:
+        ctx = multiprocessing.get_context("spawn")
+        ours, theirs = ctx.Pipe()
+        self._process = ctx.Process(
+            target=_server_main, args=(self.n_pages, self.latency_s, theirs), daemon=True
+        )
+        self._process.start()
+        theirs.close()
+        self._control = ours
+        if not ours.poll(60):
+            self.__exit__(None, None, None)
+            raise RuntimeError("demo site did not start within 60 s")
+        self.url = f"http://127.0.0.1:{ours.recv()}"
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        """Requests served, peak concurrency, first request time, bytes and CPU seconds."""
+        assert self._control is not None
+        self._control.send("stats")
+        result: dict[str, Any] = self._control.recv()
+        return result
+
+    def reset(self) -> None:
+        """Zero the request counters (CPU seconds are cumulative; take differences)."""
+        assert self._control is not None
+        self._control.send("reset")
+        self._control.recv()
+
+    @property
+    def pid(self) -> int:
+        return int(self._process.pid)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._control is not None:
+            try:
+                self._control.send("stop")
+            except OSError:
+                pass
+        if self._process is not None:
+            self._process.join(10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+            self._process.close()
+        if self._control is not None:
+            self._control.close()
+
+
+def demo_url_lines(origin: str, count: int) -> Iterator[bytes]:
+    """The demo list as URL lines (bytes, newline-terminated), generated lazily."""
+    for path in list_paths(count):
+        yield f"{origin}{path}\n".encode()
+
+
+def process_cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by a process (this one by default)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)

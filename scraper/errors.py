@@ -1,0 +1,36 @@
+"""Exception hierarchy. Transport errors are translated to `PageError` in fetch.py, the only
+module that imports requests/urllib3, so that parse workers never load the HTTP stack."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from scraper.records import ErrorInfo, ErrorKind
+
+
+class ScraperError(Exception):
+    """Base of the scraper's own errors; `exit_code` is what the CLI exits with."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class PageError(ScraperError):
+    """One URL failed: it becomes a record and the run goes on."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def info(self) -> ErrorInfo:
+        """The record's `error` part."""
+        return ErrorInfo(self.kind, str(self))
+
+
+class ConfigError(ScraperError):
+    """Settings are unusable: exit 2 before any request. The message names file, line and key."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class UsageError(ConfigError):
+    """A command-line mistake the parser cannot see (for instance an unreadable URL list)."""

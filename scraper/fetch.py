@@ -1,0 +1,170 @@
+"""Download stage: one page per call, every byte under the size cap and the page deadline.
+
+Owns the HTTP stack: the only module that imports requests/urllib3, and the only place their
+exceptions are translated into `PageError`. Knows nothing of parsing, queues or output.
+Each download thread owns one `requests.Session` (connection reuse; sessions are not
+thread-safe to share).
+"""
+
+from __future__ import annotations
+
+import http
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import requests
+import urllib3
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+from scraper.config import Settings
+from scraper.errors import PageError
+from scraper.records import ErrorKind, FetchedPage, UrlTask
+from scraper.urls import InvalidUrl, normalize_url, redact_url
+
+CHUNK_BYTES = 64 * 1024
+DRAIN_BYTES = 64 * 1024  # read at most this much of a redirect or error body to keep the socket
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+# Most specific first: requests' ConnectTimeout is both a Timeout and a ConnectionError.
+# urllib3's own errors appear too, because the body is read from resp.raw.
+TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError)
+_KINDS = [
+    (requests.Timeout, ErrorKind.TIMEOUT),
+    (ReadTimeoutError, ErrorKind.TIMEOUT),
+    (requests.TooManyRedirects, ErrorKind.REDIRECTS),
+    (requests.ConnectionError, ErrorKind.CONNECTION),
+    (ProtocolError, ErrorKind.CONNECTION),
+    (urllib3.exceptions.DecodeError, ErrorKind.DECODE),
+    (requests.exceptions.ContentDecodingError, ErrorKind.DECODE),
+    (requests.exceptions.ChunkedEncodingError, ErrorKind.CONNECTION),
+    (urllib3.exceptions.IncompleteRead, ErrorKind.CONNECTION),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """What bounds one page's download; built once from Settings."""
+
+    connect_timeout_s: float
+    read_timeout_s: float
+    deadline_s: float
+    max_body_bytes: int
+    max_redirects: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FetchLimits:
+        return cls(
+            settings.connect_timeout_s,
+            settings.read_timeout_s,
+            settings.page_deadline_s,
+            settings.max_body_bytes,
+            settings.max_redirects,
+        )
+
+
+def page_error_from(exc: Exception) -> PageError:
+    """Translate a transport exception; used as `raise page_error_from(e) from e`."""
+    kind = next((k for source, k in _KINDS if isinstance(exc, source)), ErrorKind.INTERNAL)
+    return PageError(kind, _one_line(f"{type(exc).__name__}: {exc}"))
+
+
+def new_session(settings: Settings) -> requests.Session:
+    """A session for one download thread, with the configured User-Agent and headers."""
+    session = requests.Session()
+    session.headers["User-Agent"] = settings.user_agent
+    session.headers.update(settings.headers)
+    session.max_redirects = settings.max_redirects
+    return session
+
+
+def fetch_page(session: requests.Session, task: UrlTask, limits: FetchLimits) -> FetchedPage:
+    """GET one URL, following redirects by hand; raises PageError.
+
+    A final 4xx/5xx is returned, with an empty body, for the caller to judge.
+    """
+    started = time.monotonic()
+    url = task.normalized_url
+    seen = {url}
+    for _hop in range(limits.max_redirects + 1):
+        resp = _get(session, url, started, limits)
+        try:
+            if resp.status_code in REDIRECT_STATUSES and "location" in resp.headers:
+                url = _next_hop(url, resp.headers["location"], seen)
+                _drain(resp)
+                continue
+            body = _read_body(resp, started, limits) if resp.status_code < 400 else _drain(resp)
+            return FetchedPage(
+                task=task,
+                final_url=url,
+                status=resp.status_code,
+                headers={k.lower(): v for k, v in resp.headers.items()},
+                body=body,
+                attempts=1,
+                elapsed_s=time.monotonic() - started,
+            )
+        except TRANSPORT_ERRORS as exc:
+            raise page_error_from(exc) from exc
+        finally:
+            resp.close()
+    raise PageError(ErrorKind.REDIRECTS, f"more than {limits.max_redirects} redirects")
+
+
+def status_message(status: int) -> str:
+    """`404 Not Found` for a status code, the number alone when it has no standard phrase."""
+    try:
+        return f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def _get(
+    session: requests.Session, url: str, started: float, limits: FetchLimits
+) -> requests.Response:
+    remaining = limits.deadline_s - (time.monotonic() - started)
+    if remaining <= 0:
+        raise PageError(ErrorKind.TIMEOUT, f"page took over {limits.deadline_s:g}s")
+    timeouts = (min(limits.connect_timeout_s, remaining), min(limits.read_timeout_s, remaining))
+    try:
+        return session.get(url, stream=True, allow_redirects=False, timeout=timeouts)
+    except TRANSPORT_ERRORS as exc:
+        raise page_error_from(exc) from exc
+
+
+def _next_hop(url: str, location: str, seen: set[str]) -> str:
+    target = urljoin(url, location.strip())
+    try:
+        target = normalize_url(target)
+    except InvalidUrl as exc:
+        kind = ErrorKind.BAD_SCHEME if "scheme" in str(exc) else ErrorKind.REDIRECTS
+        raise PageError(kind, f"redirect to {redact_url(target)[:200]}: {exc}") from None
+    if target in seen:
+        raise PageError(ErrorKind.REDIRECTS, f"redirect loop at {redact_url(target)[:200]}")
+    seen.add(target)
+    return target
+
+
+def _read_body(resp: requests.Response, started: float, limits: FetchLimits) -> bytes:
+    body = bytearray()
+    # read1 returns as soon as bytes arrive (iter_content(n) waits for n), so a body trickling
+    # in below the read timeout still reaches the deadline check; decoded, so gzip bombs hit the cap.
+    while chunk := resp.raw.read1(CHUNK_BYTES, decode_content=True):
+        body += chunk
+        if len(body) > limits.max_body_bytes:
+            raise PageError(ErrorKind.TOO_LARGE, f"body over {limits.max_body_bytes} bytes")
+        if time.monotonic() - started > limits.deadline_s:
+            raise PageError(ErrorKind.TIMEOUT, f"page took over {limits.deadline_s:g}s")
+    return bytes(body)
+
+
+def _drain(resp: requests.Response) -> bytes:
+    """Read a small unwanted body so the connection can be reused; a big one is dropped."""
+    try:
+        resp.raw.read(DRAIN_BYTES, decode_content=False)
+    except TRANSPORT_ERRORS:
+        pass  # the connection is closed by resp.close(); the page's outcome does not depend on it
+    return b""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]

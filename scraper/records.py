@@ -1,0 +1,118 @@
+"""Data objects that cross stage boundaries, and the names that make up the output format.
+
+Everything here is a frozen, slotted dataclass of plain types: it pickles into spawned parse
+workers, compares by value in tests and prints well in logs. No sessions, locks or files inside.
+The field names, `Outcome` values and `ErrorKind` values are the documented output format.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Outcome(str, enum.Enum):
+    """What happened to one input line; one record per line that held anything."""
+
+    OK = "ok"
+    FAILED = "failed"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ErrorKind(str, enum.Enum):
+    """Why a page failed. Retry decisions and the record's `error.kind` read this."""
+
+    INVALID_URL = "invalid_url"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    TOO_LARGE = "too_large"
+    REDIRECTS = "redirects"
+    BAD_SCHEME = "bad_scheme"
+    HTTP_STATUS = "http_status"
+    ROBOTS = "robots"
+    DECODE = "decode"
+    PARSE = "parse"
+    PARSE_TIMEOUT = "parse_timeout"
+    EXTRACT = "extract"
+    INTERNAL = "internal"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class UrlTask:
+    """One URL line of the list, normalised: what the download stage works on."""
+
+    line_no: int
+    url: str  # as given in the list (stripped); shown in the record
+    normalized_url: str  # scheme and host lower-cased, default port and fragment removed
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedPage:
+    """Download stage → parse stage: the final response of one URL."""
+
+    task: UrlTask
+    final_url: str
+    status: int
+    headers: dict[str, str]  # names lower-cased; never mutated once built
+    body: bytes  # content-decoded, at most max_body_bytes
+    attempts: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """The `error` part of a record: a kind from `ErrorKind` and a one-line message."""
+
+    kind: ErrorKind
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PageRecord:
+    """One record per input line: all a sink sees."""
+
+    line_no: int
+    url: str
+    outcome: Outcome
+    fields: dict[str, Any] = field(default_factory=dict)
+    error: ErrorInfo | None = None
+    attempts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as written: line, url, outcome, attempts, then fields or error."""
+        out: dict[str, Any] = {
+            "line": self.line_no,
+            "url": self.url,
+            "outcome": self.outcome.value,
+            "attempts": self.attempts,
+        }
+        out.update(self.fields)
+        if self.error is not None:
+            out["error"] = {"kind": self.error.kind.value, "message": self.error.message}
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidLine:
+    """A list line that holds no usable URL; it becomes an `invalid` record."""
+
+    line_no: int
+    text: str  # the line, shortened, control characters escaped, credentials masked
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateLine:
+    """A URL already seen on an earlier line (after normalising); fetched once only."""
+
+    line_no: int
+    url: str
+    first_line_no: int
