@@ -420,3 +420,25 @@ def process_cpu_s(pid: int | None = None) -> float:
 
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
+
+
+def check_records(site: DemoSite, origin: str, records: list[dict[str, Any]]) -> list[str]:
+    """Compare records (as written) with the ground truth; returns one line per mismatch."""
+    problems = []
+    for record in records:
+        path = record["url"].removeprefix(origin)
+        truth = site.truth(path)
+        expected_outcome = "ok" if truth.status == 200 else "failed"
+        got = (record["outcome"], record.get("final_url"), record.get("status"))
+        want = (expected_outcome, origin + truth.final_path, truth.status)
+        if got != want:
+            problems.append(f"line {record['line']}: {path}: got {got}, want {want}")
+            continue
+        if truth.status != 200:
+            continue
+        fields = (record.get("title"), len(record.get("links") or []), record.get("word_count"),
+                  record.get("encoding"), record.get("lang"))
+        want_fields = (truth.title, truth.link_count, truth.word_count, truth.encoding, truth.lang)
+        if fields != want_fields:
+            problems.append(f"line {record['line']}: {path}: got {fields}, want {want_fields}")
+    return problems

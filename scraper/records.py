@@ -19,6 +19,7 @@ class Outcome(str, enum.Enum):
     FAILED = "failed"
     INVALID = "invalid"
     DUPLICATE = "duplicate"
+    SKIPPED = "skipped"  # not fetched: the run was interrupted first
 
     def __str__(self) -> str:
         return self.value

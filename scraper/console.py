@@ -1,0 +1,124 @@
+"""The only writer to the terminal: the tqdm progress bar, log lines and the run's summary.
+
+Everything goes through tqdm's one write lock (`tqdm.get_lock()`), shared by the bar, the log
+handler and the summary, so lines from many threads never interleave and never cut the bar.
+The bar is shown only when the stream is a terminal and the run is not quiet (cron sees no bar).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+LOGGER_NAME = "scraper"
+
+
+class _LockedHandler(logging.Handler):
+    """Writes each log line whole through tqdm.write, under tqdm's lock."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def createLock(self) -> None:  # noqa: N802 (logging's name)
+        self.lock = tqdm.get_lock()  # type: ignore[assignment]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
+
+
+class Console:
+    """Progress bar, logging and summary for one run; a context manager."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        quiet: bool = False,
+        debug: bool = False,
+        is_tty: bool | None = None,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        if is_tty is None:
+            is_tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.quiet = quiet
+        self.show_bar = is_tty and not quiet
+        self.debug = debug
+        self.bar: tqdm[Any] | None = None
+        self.failures = 0
+        self._handler = _LockedHandler(self.stream)
+        self._handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        self._saved_level = logging.NOTSET
+
+    def __enter__(self) -> Console:
+        logger = logging.getLogger(LOGGER_NAME)
+        self._saved_level = logger.level
+        logger.setLevel(logging.DEBUG if self.debug else logging.WARNING)
+        logger.addHandler(self._handler)
+        logger.propagate = False
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close_bar()
+        logger = logging.getLogger(LOGGER_NAME)
+        logger.removeHandler(self._handler)
+        logger.setLevel(self._saved_level)
+
+    def start_bar(self, total: int | None) -> None:
+        """Show the bar (when on a terminal and not quiet); total may be unknown."""
+        if self.show_bar and self.bar is None:
+            self.bar = tqdm(total=total, file=self.stream, unit="url", dynamic_ncols=True,
+                            smoothing=0.1, mininterval=0.2)
+
+    def set_total(self, total: int) -> None:
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
+
+    def advance(self, failed: bool) -> None:
+        """One more record done."""
+        if failed:
+            self.failures += 1
+        if self.bar is not None:
+            if failed:
+                self.bar.set_postfix_str(f"failed={self.failures}", refresh=False)
+            self.bar.update(1)
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def say(self, text: str) -> None:
+        """A line for the user (not shown with --quiet)."""
+        if not self.quiet:
+            self.write(text)
+
+    def write(self, text: str) -> None:
+        """Write whole lines under the shared lock, whatever the bar is doing."""
+        tqdm.write(text, file=self.stream)
+
+    def error(self, text: str) -> None:
+        """One error line; shown even with --quiet."""
+        self.write(f"scrape: {text}")
+
+    def summary(self, summary: Mapping[str, Any]) -> None:
+        """The end-of-run summary, a few short lines."""
+        counts = ", ".join(f"{n} {name}" for name, n in summary["counts"].items() if n)
+        self.say(
+            f"{summary['records']} records ({counts or 'none'}) in {summary['elapsed_s']:.1f}s, "
+            f"{summary['pages_per_s']:.1f} pages/s, {summary['body_bytes'] / 1e6:.1f} MB"
+        )
+        if summary.get("output"):
+            self.say(f"records: {summary['output']}")

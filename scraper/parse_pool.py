@@ -1,0 +1,230 @@
+"""Supervised worker processes for CPU-bound work (the parse stage).
+
+Each worker is a `spawn`ed process (never `fork`: this process runs threads, and forking a
+threaded process can deadlock) with two private pipes, so one worker's death corrupts nothing
+shared. A feeder thread in this process owns each worker and keeps `DEPTH` pages in flight, so
+the worker never waits on this process's GIL between pages. A worker that dies or overruns the
+per-page time limit is killed and replaced; the page it was on gets an error, the pages queued
+behind it are sent to the replacement. This module knows nothing of HTTP or output.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from scraper.errors import PageError
+from scraper.records import ErrorInfo, ErrorKind
+
+log = logging.getLogger(__name__)
+
+DEPTH = 2  # pages in flight per worker: one being parsed, one waiting in the worker
+POLL_S = 0.25  # how often a waiting feeder looks at the stop event
+START_METHOD = "spawn"
+
+Reply = tuple[int, Any, ErrorInfo | None]  # (sequence number, result, error)
+
+
+class WorkerDied(Exception):
+    """The worker process ended (crashed, was killed, or its pipe broke)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker runs: `fn(item, options)`; both must pickle (module-level names)."""
+
+    fn: Callable[[Any, Any], Any]
+    options: Any
+
+
+class Worker:
+    """One worker process and its two pipes; owned by exactly one feeder thread."""
+
+    def __init__(self, job: Job, name: str) -> None:
+        self.job, self.name = job, name
+        self.process: Any = None
+        self.tasks: Connection | None = None
+        self.results: Connection | None = None
+        self.replaced = 0
+
+    def start(self) -> None:
+        ctx = multiprocessing.get_context(START_METHOD)
+        task_r, task_w = ctx.Pipe(duplex=False)
+        result_r, result_w = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(
+            target=_worker_main, args=(self.job, task_r, result_w), name=self.name, daemon=True
+        )
+        self.process.start()
+        task_r.close()  # the child holds its own copies: EOF and EPIPE now mean it is gone
+        result_w.close()
+        self.tasks, self.results = task_w, result_r
+
+    def send(self, seq: int, item: Any) -> None:
+        assert self.tasks is not None
+        try:
+            self.tasks.send((seq, item))
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError) as exc:
+            raise WorkerDied(str(exc)) from exc
+
+    def receive(self, timeout_s: float) -> Reply | None:
+        """The next reply, or None after `timeout_s`; raises WorkerDied."""
+        assert self.results is not None
+        try:
+            if not self.results.poll(max(0.0, timeout_s)):
+                return None
+            reply: Reply = self.results.recv()
+            return reply
+        except (EOFError, ConnectionResetError, OSError) as exc:
+            raise WorkerDied(self._death()) from exc
+
+    def _death(self) -> str:
+        if self.process is None:
+            return "worker not started"
+        self.process.join(1)
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            try:
+                return f"parse worker killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"parse worker killed by signal {-code}"
+        return f"parse worker exited with status {code}"
+
+    def stop(self, kill: bool = False) -> None:
+        """Close the pipes and end the process (at once with kill=True)."""
+        for conn in (self.tasks, self.results):
+            if conn is not None:
+                conn.close()
+        self.tasks = self.results = None
+        if self.process is not None:
+            if kill:
+                self.process.kill()
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
+            self.process.close()
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop(kill=True)
+        self.replaced += 1
+        self.start()
+
+
+def feed_worker(
+    worker: Worker,
+    inbox: queue.Queue[Any],
+    emit: Callable[[Any, Any, ErrorInfo | None], None],
+    time_limit_s: float,
+    abort: threading.Event,
+    end: object,
+) -> None:
+    """Feed items from `inbox` to `worker` until `end` arrives; `emit(item, result, error)`.
+
+    Returns once every item taken has been emitted, or at once when `abort` is set.
+    """
+    inflight: deque[tuple[int, Any]] = deque()
+    seq = 0
+    input_done = False
+    head_since = time.monotonic()
+    while not abort.is_set():
+        while not input_done and len(inflight) < DEPTH:
+            try:
+                item = inbox.get(timeout=POLL_S) if not inflight else inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is end:
+                input_done = True
+                break
+            seq += 1
+            if not inflight:
+                head_since = time.monotonic()
+            inflight.append((seq, item))
+            _send_or_restart(worker, inflight)
+        if not inflight:
+            if input_done:
+                return
+            continue
+        head_seq, head_item = inflight[0]
+        remaining = time_limit_s - (time.monotonic() - head_since)
+        try:
+            reply = worker.receive(min(remaining, POLL_S))
+        except WorkerDied as exc:
+            inflight.popleft()
+            log.warning("%s; restarting it", exc)
+            emit(head_item, None, ErrorInfo(ErrorKind.PARSE, str(exc)))
+            _restart(worker, inflight)
+            head_since = time.monotonic()
+            continue
+        if reply is None:
+            if remaining <= POLL_S and time.monotonic() - head_since >= time_limit_s:
+                inflight.popleft()
+                log.warning("parse of one page took over %gs; replacing its worker", time_limit_s)
+                message = f"parsing took over {time_limit_s:g}s"
+                emit(head_item, None, ErrorInfo(ErrorKind.PARSE_TIMEOUT, message))
+                _restart(worker, inflight)
+                head_since = time.monotonic()
+            continue
+        got_seq, result, error = reply
+        if got_seq != head_seq:  # cannot happen: one pipe, in order; a bug if it does
+            raise RuntimeError(f"worker reply {got_seq} out of order (expected {head_seq})")
+        inflight.popleft()
+        head_since = time.monotonic()
+        emit(head_item, result, error)
+
+
+def _send_or_restart(worker: Worker, inflight: deque[tuple[int, Any]]) -> None:
+    seq, item = inflight[-1]
+    try:
+        worker.send(seq, item)
+    except WorkerDied:
+        pass  # noticed by the next receive, which reports the death against the head page
+
+
+def _restart(worker: Worker, inflight: deque[tuple[int, Any]]) -> None:
+    """Replace a dead or stuck worker and resend the pages that were queued behind it."""
+    worker.restart()
+    for seq, item in inflight:
+        try:
+            worker.send(seq, item)
+        except WorkerDied:
+            return
+
+
+def _worker_main(job: Job, tasks: Connection, results: Connection) -> None:
+    """Entry point of a worker process: parse items until the task pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a run stops
+    inbox: queue.SimpleQueue[tuple[int, Any] | None] = queue.SimpleQueue()
+
+    def read_tasks() -> None:
+        # A reader thread, so the parent's send never waits while this worker parses.
+        try:
+            while True:
+                inbox.put(tasks.recv())
+        except (EOFError, OSError):
+            inbox.put(None)
+
+    threading.Thread(target=read_tasks, name="task-reader", daemon=True).start()
+    while (task := inbox.get()) is not None:
+        seq, item = task
+        try:
+            reply: Reply = (seq, job.fn(item, job.options), None)
+        except PageError as exc:
+            reply = (seq, None, exc.info())
+        except Exception as exc:  # a bug in the parse stage: record it, keep the worker
+            detail = traceback.format_exc(limit=-3).strip().splitlines()[-1]
+            reply = (seq, None, ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {detail}"))
+        try:
+            results.send(reply)
+        except (BrokenPipeError, OSError):
+            return
