@@ -13,9 +13,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 from scraper import __version__
 from scraper.errors import ConfigError
@@ -103,6 +104,8 @@ def default_config_path() -> Path | None:
 
 def load_yaml_settings(path: Path) -> dict[str, Any]:
     """Read, parse and validate one settings file; raises ConfigError naming file, line and key."""
+    import yaml  # here, not at the top: parse workers import this module and never need it
+
     text = _read_config_text(path)
     root = _compose(path, text)
     if root is None:
@@ -192,6 +195,8 @@ def _read_config_text(path: Path) -> str:
 
 
 def _compose(path: Path, text: str) -> yaml.Node | None:
+    import yaml
+
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -204,6 +209,8 @@ def _compose(path: Path, text: str) -> yaml.Node | None:
 
 def _reject_aliases(path: Path, root: yaml.Node) -> None:
     """Aliases (`*name`) make a node appear twice: refused, which also defuses alias bombs."""
+    import yaml
+
     seen: set[int] = set()
     stack = [root]
     while stack:

@@ -61,7 +61,9 @@ class Console:
     def __enter__(self) -> Console:
         logger = logging.getLogger(LOGGER_NAME)
         self._saved_level = logger.level
-        logger.setLevel(logging.DEBUG if self.debug else logging.WARNING)
+        # Quiet (cron): per-URL failures stay in the records and the summary, not on stderr.
+        level = logging.ERROR if self.quiet else logging.WARNING
+        logger.setLevel(logging.DEBUG if self.debug else level)
         logger.addHandler(self._handler)
         logger.propagate = False
         return self
