@@ -19,7 +19,8 @@ from scraper.records import ErrorKind, FetchedPage
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
 SNIFF_BYTES = 4096  # <meta charset> must sit in the first 1024 bytes (WHATWG); be lenient
-DETECT_BYTES = 64 * 1024  # charset detection on more than this buys nothing but time
+DETECT_BYTES = 64 * 1024
+DETECT_MARGIN = 0.15  # how much worse (chaos) windows-1252 may fit and still be chosen  # charset detection on more than this buys nothing but time
 HIDDEN_TAGS = ("script", "style", "noscript", "template")
 LINK_TAGS = ("a", "area")
 # WHATWG maps these labels to windows-1252; pages that say latin-1 mean it.
@@ -129,11 +130,21 @@ def _meta_charset(body: bytes) -> str | None:
 
 
 def _detect(body: bytes) -> str:
+    """Guess an undeclared legacy encoding; windows-1252 unless the bytes say otherwise.
+
+    charset-normalizer alone picked cp1257 (Baltic) for plain French text: on short samples
+    several single-byte codecs fit equally well. windows-1252 is the WHATWG default for
+    undeclared pages, so it wins whenever it fits about as well as the best guess.
+    """
     from charset_normalizer import from_bytes
 
-    best = from_bytes(body[:DETECT_BYTES]).best()
-    name = _codec(best.encoding) if best is not None else None
-    return name or "cp1252"
+    matches = list(from_bytes(body[:DETECT_BYTES]))
+    if not matches:
+        return "cp1252"
+    best_chaos = min(m.chaos for m in matches)
+    if any(m.encoding == "cp1252" and m.chaos <= best_chaos + DETECT_MARGIN for m in matches):
+        return "cp1252"
+    return _codec(matches[0].encoding) or "cp1252"
 
 
 def _capped(words: list[str], max_chars: int) -> str:

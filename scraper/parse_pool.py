@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 DEPTH = 2  # pages in flight per worker: one being parsed, one waiting in the worker
 POLL_S = 0.25  # how often a waiting feeder looks at the stop event
 START_METHOD = "spawn"
+MAX_DEATHS_IN_A_ROW = 3
 
 Reply = tuple[int, Any, ErrorInfo | None]  # (sequence number, result, error)
 
@@ -93,6 +94,9 @@ class Worker:
         except (EOFError, ConnectionResetError, OSError) as exc:
             raise WorkerDied(self._death()) from exc
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
     def _death(self) -> str:
         if self.process is None:
             return "worker not started"
@@ -139,8 +143,9 @@ def feed_worker(
 
     Returns once every item taken has been emitted, or at once when `abort` is set.
     """
-    inflight: deque[tuple[int, Any]] = deque()
+    inflight: deque[_InFlight] = deque()
     seq = 0
+    deaths_in_a_row = 0
     input_done = False
     head_since = time.monotonic()
     while not abort.is_set():
@@ -152,59 +157,71 @@ def feed_worker(
             if item is end:
                 input_done = True
                 break
-            seq += 1
             if not inflight:
                 head_since = time.monotonic()
-            inflight.append((seq, item))
-            _send_or_restart(worker, inflight)
+                if not worker.alive():  # died while idle: no page of ours was in it
+                    log.warning("parse worker %s ended while idle; restarting it", worker.name)
+                    worker.restart()
+            seq += 1
+            inflight.append(_InFlight(seq, item))
+            _deliver(worker, inflight[-1])
         if not inflight:
             if input_done:
                 return
             continue
-        head_seq, head_item = inflight[0]
+        head = inflight[0]
         remaining = time_limit_s - (time.monotonic() - head_since)
         try:
             reply = worker.receive(min(remaining, POLL_S))
         except WorkerDied as exc:
-            inflight.popleft()
-            log.warning("%s; restarting it", exc)
-            emit(head_item, None, ErrorInfo(ErrorKind.PARSE, str(exc)))
+            deaths_in_a_row += 1
+            # A delivered head may be the page that killed the worker. An undelivered one is
+            # resent, unless workers keep dying before they can take anything.
+            if head.delivered or deaths_in_a_row > MAX_DEATHS_IN_A_ROW:
+                inflight.popleft()
+                log.warning("%s; restarting it", exc)
+                emit(head.item, None, ErrorInfo(ErrorKind.PARSE, str(exc)))
             _restart(worker, inflight)
             head_since = time.monotonic()
             continue
         if reply is None:
-            if remaining <= POLL_S and time.monotonic() - head_since >= time_limit_s:
+            if time.monotonic() - head_since >= time_limit_s:
                 inflight.popleft()
                 log.warning("parse of one page took over %gs; replacing its worker", time_limit_s)
                 message = f"parsing took over {time_limit_s:g}s"
-                emit(head_item, None, ErrorInfo(ErrorKind.PARSE_TIMEOUT, message))
+                emit(head.item, None, ErrorInfo(ErrorKind.PARSE_TIMEOUT, message))
                 _restart(worker, inflight)
                 head_since = time.monotonic()
             continue
         got_seq, result, error = reply
-        if got_seq != head_seq:  # cannot happen: one pipe, in order; a bug if it does
-            raise RuntimeError(f"worker reply {got_seq} out of order (expected {head_seq})")
+        if got_seq != head.seq:  # cannot happen: one pipe, in order; a bug if it does
+            raise RuntimeError(f"worker reply {got_seq} out of order (expected {head.seq})")
         inflight.popleft()
         head_since = time.monotonic()
-        emit(head_item, result, error)
+        deaths_in_a_row = 0
+        emit(head.item, result, error)
 
 
-def _send_or_restart(worker: Worker, inflight: deque[tuple[int, Any]]) -> None:
-    seq, item = inflight[-1]
+@dataclass
+class _InFlight:
+    seq: int
+    item: Any
+    delivered: bool = False  # False when the send failed: the worker never saw the item
+
+
+def _deliver(worker: Worker, entry: _InFlight) -> None:
     try:
-        worker.send(seq, item)
+        worker.send(entry.seq, entry.item)
+        entry.delivered = True
     except WorkerDied:
-        pass  # noticed by the next receive, which reports the death against the head page
+        entry.delivered = False  # the next receive notices the death and resends
 
 
-def _restart(worker: Worker, inflight: deque[tuple[int, Any]]) -> None:
-    """Replace a dead or stuck worker and resend the pages that were queued behind it."""
+def _restart(worker: Worker, inflight: deque[_InFlight]) -> None:
+    """Replace a dead or stuck worker and resend the items that were queued behind it."""
     worker.restart()
-    for seq, item in inflight:
-        try:
-            worker.send(seq, item)
-        except WorkerDied:
-            return
+    for entry in inflight:
+        _deliver(worker, entry)
 
 
 def _worker_main(job: Job, tasks: Connection, results: Connection) -> None:

@@ -272,6 +272,12 @@ class Pipeline:
             worker.start()
             feed_worker(worker, self.parse_q, emit, self.settings.parse_timeout_s,
                         self.events.abort, END)
+        except Exception as exc:  # cannot start workers, or a bug: pages must still get records
+            log.error("parse worker %s failed: %s", worker.name, exc)
+            log.debug("parse worker failure", exc_info=True)
+            info = ErrorInfo(ErrorKind.INTERNAL, f"parse worker failed: {exc}")
+            while (page := self._get(self.parse_q)) is not END:
+                emit(page, None, info)
         finally:
             done.done()
 

@@ -171,7 +171,7 @@ def count_url_lines(path: str | os.PathLike[str]) -> int:
     count = 0
     with open(path, "rb") as handle:
         for raw in handle:
-            text = raw.strip()
-            if text and not text.startswith(b"#") and text != BOM:
+            text = raw.removeprefix(BOM).strip()
+            if text and not text.startswith(b"#"):
                 count += 1
     return count

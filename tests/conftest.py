@@ -1,0 +1,96 @@
+"""Shared fixtures: the demo site and the fault server on 127.0.0.1, and ways to run `scrape`
+as a user would (in-process through cli.main, or the installed console script)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scraper import cli
+from scraper.demo import DemoServer
+from tests.servers import fault_routes, serve
+
+DEMO_PAGES = 150
+
+
+@dataclass
+class Run:
+    """What a user sees of one run: exit code, stderr, and the records written."""
+
+    code: int
+    stderr: str
+    out_dir: Path
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        path = self.out_dir / "latest.jsonl"
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    def by_line(self) -> dict[int, dict[str, Any]]:
+        return {r["line"]: r for r in self.records}
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        latest = sorted(self.out_dir.glob("*.summary.json"))[-1]
+        return json.loads(latest.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def demo() -> Iterator[DemoServer]:
+    with DemoServer(n_pages=DEMO_PAGES) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def faults() -> Iterator[tuple[str, list[str]]]:
+    with serve(fault_routes()) as served:
+        yield served
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Path:
+    return tmp_path / "out"
+
+
+def write_list(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+FAST = ["--connect-timeout", "1", "--read-timeout", "1", "--page-deadline", "2",
+        "--processes", "2", "--threads", "8"]
+
+
+def run_in_process(args: list[str], out_dir: Path, stdin: bytes = b"",
+                   is_tty: bool = False) -> Run:
+    """cli.main with injected streams, as a user's shell would run it."""
+    err = io.StringIO()
+    code = cli.main([*args, "-o", str(out_dir)], stdin=io.BytesIO(stdin), stderr=err,
+                    stdout=io.StringIO(), is_tty=is_tty)
+    return Run(code, err.getvalue(), out_dir)
+
+
+def scrape_command() -> list[str]:
+    """The installed `scrape` console script (next to this Python), as a user runs it."""
+    script = Path(sys.executable).with_name("scrape")
+    found = str(script) if script.exists() else shutil.which("scrape")
+    assert found, "the scrape console script is not installed (pip install .)"
+    return [found]
+
+
+def run_script(args: list[str], cwd: Path, stdin: bytes | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    return subprocess.run([*scrape_command(), *args], cwd=cwd, input=stdin.decode()
+                          if stdin is not None else None, capture_output=True, text=True,
+                          timeout=timeout, env=env)

@@ -1,0 +1,261 @@
+"""A loopback HTTP server with named fault routes, for tests. Port 0 on 127.0.0.1 only.
+
+Each route is a function of the request handler. Raw-socket routes send what http.server
+cannot (resets, lying Content-Length, closing before headers). Every slow route is bounded in
+bytes and seconds, so a test never hangs on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+PAGE = (
+    "<!doctype html><html lang='en'><head><title>Fault server page</title>"
+    "<meta name='description' content='a normal page'></head>"
+    "<body><p>Hello <a href='/a'>one</a> <a href='b#x'>two</a></p></body></html>"
+).encode()
+
+
+def send(handler: BaseHTTPRequestHandler, status: int, body: bytes,
+         content_type: str = "text/html; charset=utf-8", headers: dict[str, str] | None = None,
+         ) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def ok(handler: BaseHTTPRequestHandler) -> None:
+    send(handler, 200, PAGE)
+
+
+def not_found(handler: BaseHTTPRequestHandler) -> None:
+    send(handler, 404, b"not found", "text/plain")
+
+
+def status(code: int, headers: dict[str, str] | None = None) -> Route:
+    return lambda h: send(h, code, b"error page", "text/plain", headers)
+
+
+def redirect(location: str, code: int = 302) -> Route:
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(code)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return route
+
+
+def chain(handler: BaseHTTPRequestHandler) -> None:
+    """/chain/N redirects to /chain/N-1; /chain/0 is a page."""
+    n = int(handler.path.rsplit("/", 1)[1])
+    if n == 0:
+        ok(handler)
+    else:
+        redirect(f"/chain/{n - 1}")(handler)
+
+
+def slow_first_byte(seconds: float) -> Route:
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        time.sleep(seconds)
+        with contextlib.suppress(OSError):
+            ok(handler)
+
+    return route
+
+
+def trickle(handler: BaseHTTPRequestHandler) -> None:
+    """Headers at once, then one byte every 0.2 s (at most 60 bytes): below any read timeout."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/html")
+    handler.send_header("Content-Length", "100000")
+    handler.end_headers()
+    with contextlib.suppress(OSError):
+        for _ in range(60):
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+            time.sleep(0.2)
+
+
+def _raw(handler: BaseHTTPRequestHandler, data: bytes, reset: bool) -> None:
+    handler.wfile.write(data)
+    handler.wfile.flush()
+    if reset:  # SO_LINGER 0: close sends RST instead of FIN
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      struct.pack("ii", 1, 0))
+    handler.close_connection = True
+    handler.connection.close()
+
+
+def reset_mid_body(handler: BaseHTTPRequestHandler) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n\r\n"
+    _raw(handler, head + b"<html><body>" + b"x" * 20000, reset=True)
+
+
+def close_before_headers(handler: BaseHTTPRequestHandler) -> None:
+    _raw(handler, b"", reset=False)
+
+
+def short_body(handler: BaseHTTPRequestHandler) -> None:
+    """Content-Length says 5000, 1000 bytes come, then the connection closes."""
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5000\r\n"
+            b"Connection: close\r\n\r\n")
+    _raw(handler, head + b"<p>" + b"y" * 997, reset=False)
+
+
+def long_body(handler: BaseHTTPRequestHandler) -> None:
+    """Content-Length says 34 but more bytes follow: the declared length is what counts.
+
+    With Connection: close; without it the client would reuse the connection, whose next
+    request the server's close then resets (a fault for the retry logic, not this route)."""
+    body = b"<html><title>Short</title></html>\n" + b"trailing junk " * 50
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 34\r\n"
+            b"Connection: close\r\n\r\n")
+    _raw(handler, head + body, reset=False)
+
+
+@cache
+def _bomb(method: str, size: int) -> bytes:
+    """A gzip or zlib stream of `size` zero bytes (whole MiB), built without compressing them
+    all: after a full flush the compressor's output for each further MiB is the same block."""
+    mib = 1 << 20
+    chunk = b"\0" * mib
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    count = size // mib
+    raw = first + block * (count - 1) + compressor.flush()
+    crc, adler = 0, 1
+    for _ in range(count):
+        crc, adler = zlib.crc32(chunk, crc), zlib.adler32(chunk, adler)
+    if method == "gzip":
+        return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + raw + struct.pack(
+            "<II", crc, (count * mib) & 0xFFFFFFFF)
+    return b"\x78\xda" + raw + struct.pack(">I", adler)
+
+
+def bomb(method: str, size: int = 1 << 30) -> Route:
+    """Small on the wire, `size` bytes (default 1 GiB) once decoded."""
+    data = _bomb(method, size)  # built once, before any client waits on it
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        send(handler, 200, data, headers={"Content-Encoding": method})
+
+    return route
+
+
+def huge(handler: BaseHTTPRequestHandler) -> None:
+    """A 200 MB body, streamed until the client hangs up."""
+    size = 200 * 1000 * 1000
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/html")
+    handler.send_header("Content-Length", str(size))
+    handler.end_headers()
+    chunk = b"<p>" + b"z" * 65533
+    with contextlib.suppress(OSError):
+        for _ in range(size // len(chunk)):
+            handler.wfile.write(chunk)
+
+
+def body(data: bytes, content_type: str) -> Route:
+    return lambda h: send(h, 200, data, content_type)
+
+
+DEEP = b"<html><body>" + b"<div>" * 100_000 + b"deep" + b"</div>" * 100_000 + b"</body></html>"
+LONG_ATTR = b"<html><head><title>Long</title></head><body><a href='/x' data-x='" + \
+    b"a" * 1_000_000 + b"'>x</a></body></html>"
+MALFORMED = b"<html><head><title>Broken <b>page</title><body><p>unclosed <div><a href='/ok'" \
+    b">link<table><tr><td>cell</p></html><<>>"
+NUL = b"<html><head><title>Nul\0title</title></head><body>a\0b</body></html>"
+CP1252_UNDECLARED = ("<html><head><title>Caf\xe9 cr\xe8me br\xfbl\xe9e</title></head><body>"
+                     + "Voil\xe0 une fa\xe7ade tr\xe8s \xe9l\xe9gante, d\xe9j\xe0 vue. " * 20
+                     + "</body></html>").encode("latin-1")
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def fault_routes() -> dict[str, Route]:
+    """Every named fault, by path."""
+    return {
+        "/ok": ok,
+        "/slow-first-byte": slow_first_byte(3.0),
+        "/trickle": trickle,
+        "/reset-mid-body": reset_mid_body,
+        "/close-before-headers": close_before_headers,
+        "/short-body": short_body,
+        "/long-body": long_body,
+        "/loop-a": redirect("/loop-b"),
+        "/loop-b": redirect("/loop-a"),
+        **{f"/chain/{n}": chain for n in range(31)},
+        "/to-file": redirect("file:///etc/passwd"),
+        "/to-ftp": redirect("ftp://127.0.0.1/file"),
+        "/to-javascript": redirect("javascript:alert(1)"),
+        "/gzip-bomb": bomb("gzip"),
+        "/deflate-bomb": bomb("deflate"),
+        "/huge": huge,
+        "/pdf": body(PDF, "application/pdf"),
+        "/image": body(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "image/png"),
+        "/bad-charset": body(b"<title>Bad label</title><p>ok", "text/html; charset=foobar-9"),
+        "/nul": body(NUL, "text/html"),
+        "/deep": body(DEEP, "text/html"),
+        "/long-attr": body(LONG_ATTR, "text/html"),
+        "/malformed": body(MALFORMED, "text/html"),
+        "/cp1252-undeclared": body(CP1252_UNDECLARED, "text/html"),
+        "/empty": body(b"", "text/html"),
+        "/status/500": status(500),
+        "/status/502": status(502),
+        "/status/503": status(503, {"Retry-After": "1"}),
+        "/status/429": status(429, {"Retry-After": "1"}),
+        "/status/404": status(404),
+    }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients hanging up on fault routes is the point; keep test output clean
+
+
+@contextlib.contextmanager
+def serve(routes: dict[str, Route]) -> Iterator[tuple[str, list[str]]]:
+    """Serve `routes` on 127.0.0.1; yields (origin, list of requested paths)."""
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            with lock:
+                seen.append(self.path)
+            routes.get(self.path, not_found)(self)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = _Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

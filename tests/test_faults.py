@@ -1,0 +1,115 @@
+"""Every fault the loopback server can serve, in one run through the CLI: each URL gets the
+right outcome and error kind, the others are still processed, and the run ends in bounded time."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST, Run, run_in_process, write_list
+
+EXPECTED = {  # path: (outcome, error kind or None)
+    "/ok": ("ok", None),
+    "/slow-first-byte": ("failed", "timeout"),
+    "/trickle": ("failed", "timeout"),
+    "/reset-mid-body": ("failed", "connection"),
+    "/close-before-headers": ("failed", "connection"),
+    "/short-body": ("failed", "connection"),
+    "/long-body": ("ok", None),
+    "/loop-a": ("failed", "redirects"),
+    "/chain/30": ("failed", "redirects"),
+    "/chain/5": ("ok", None),
+    "/to-file": ("failed", "bad_scheme"),
+    "/to-ftp": ("failed", "bad_scheme"),
+    "/to-javascript": ("failed", "bad_scheme"),
+    "/gzip-bomb": ("failed", "too_large"),
+    "/deflate-bomb": ("failed", "too_large"),
+    "/huge": ("failed", "too_large"),
+    "/pdf": ("ok", None),
+    "/image": ("ok", None),
+    "/bad-charset": ("ok", None),
+    "/nul": ("ok", None),
+    "/deep": ("ok", None),
+    "/long-attr": ("ok", None),
+    "/malformed": ("ok", None),
+    "/cp1252-undeclared": ("ok", None),
+    "/empty": ("ok", None),
+    "/status/500": ("failed", "http_status"),
+    "/status/502": ("failed", "http_status"),
+    "/status/503": ("failed", "http_status"),
+    "/status/429": ("failed", "http_status"),
+    "/status/404": ("failed", "http_status"),
+}
+BAD_LINES = ["ftp://example.com/x", "not a url", "http://127.0.0.1:70000/", "javascript:x()"]
+
+
+@pytest.fixture(scope="module")
+def fault_run(faults, tmp_path_factory) -> tuple[Run, str, float]:
+    origin, _ = faults
+    tmp = tmp_path_factory.mktemp("faults")
+    lines = ["# every fault", ""] + [origin + path for path in EXPECTED] + BAD_LINES
+    lines.append(origin + "/ok#again")  # a duplicate of /ok after normalisation
+    urls = write_list(tmp / "urls.txt", lines)
+    started = time.monotonic()
+    run = run_in_process([str(urls), *FAST, "--max-body-bytes", "2000000"], tmp / "out")
+    return run, origin, time.monotonic() - started
+
+
+def test_every_fault_gets_its_outcome_and_kind(fault_run) -> None:
+    run, origin, _ = fault_run
+    by_url = {r["url"]: r for r in run.records}
+    for path, (outcome, kind) in EXPECTED.items():
+        record = by_url[origin + path]
+        got_kind = record["error"]["kind"] if "error" in record else None
+        assert (record["outcome"], got_kind) == (outcome, kind), (path, record.get("error"))
+
+
+def test_records_add_up_to_the_url_lines_and_name_their_line(fault_run) -> None:
+    run, origin, _ = fault_run
+    records = run.records
+    url_lines = len(EXPECTED) + len(BAD_LINES) + 1
+    assert len(records) == url_lines
+    assert sorted(r["line"] for r in records) == list(range(3, 3 + url_lines))
+    counts = run.summary["counts"]
+    assert sum(counts.values()) == url_lines == run.summary["records"]
+    assert counts["invalid"] == len(BAD_LINES) and counts["duplicate"] == 1
+    duplicate = next(r for r in records if r["outcome"] == "duplicate")
+    assert duplicate["duplicate_of"] == 3
+    assert run.code == 1
+
+
+def test_each_failure_is_one_stderr_line_naming_line_and_url(fault_run) -> None:
+    run, origin, _ = fault_run
+    for record in run.records:
+        if record["outcome"] in ("failed", "invalid"):
+            matching = [ln for ln in run.stderr.splitlines()
+                        if ln.startswith(f"WARNING: line {record['line']}:")]
+            assert len(matching) == 1, record
+            if record["outcome"] == "failed":
+                assert record["url"] in matching[0]
+
+
+def test_the_run_finishes_in_bounded_time(fault_run) -> None:
+    _, _, elapsed = fault_run
+    assert elapsed < 20  # deadline 2 s per page, 8 threads: far below one page at a time
+
+
+def test_hostile_pages_still_give_fields(fault_run) -> None:
+    run, origin, _ = fault_run
+    by_url = {r["url"]: r for r in run.records}
+    assert by_url[origin + "/pdf"]["content_type"] == "application/pdf"
+    assert by_url[origin + "/pdf"]["title"] is None
+    assert by_url[origin + "/long-body"]["title"] == "Short"
+    assert by_url[origin + "/chain/5"]["final_url"] == origin + "/chain/0"
+    assert by_url[origin + "/cp1252-undeclared"]["title"] == "Café crème brûlée"
+    assert by_url[origin + "/malformed"]["links"] == [origin + "/ok"]
+    assert by_url[origin + "/long-attr"]["title"] == "Long"
+    assert by_url[origin + "/status/503"]["status"] == 503
+    assert "over 2s" in by_url[origin + "/trickle"]["error"]["message"]
+
+
+def test_output_has_only_finished_files(fault_run) -> None:
+    run, _, _ = fault_run
+    names = sorted(p.name for p in Path(run.out_dir).iterdir())
+    assert not [n for n in names if n.endswith(".part")]
+    assert "latest.jsonl" in names and ".scraper-output" in names
