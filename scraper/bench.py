@@ -165,8 +165,11 @@ def measure_floors(server: DemoServer, pages: int) -> dict[str, float]:
     for page in ok_pages:
         parse_page(page, options)
     parse_cpu = (time.process_time() - started) / max(1, len(ok_pages))
-    return {"get_cpu_s": get_cpu, "parse_cpu_s": parse_cpu,
-            "transfer_s": measure_transfer(ok_pages[:300], parse_cpu)}
+    return {
+        "get_cpu_s": get_cpu,
+        "parse_cpu_s": parse_cpu,
+        "transfer_s": measure_transfer(ok_pages[:300], parse_cpu),
+    }
 
 
 def measure_transfer(pages: list[Any], parse_cpu: float) -> float:
@@ -206,17 +209,18 @@ def _cpu_of(pid: int) -> float:
 
 def model_sequential(urls: list[str]) -> int:
     """(a) one thread: fetch, then parse, one page at a time."""
+    from scraper.config import Settings
     from scraper.fetch import FetchLimits, fetch_page, new_session
     from scraper.parse import ParseOptions, parse_page
     from scraper.records import UrlTask
-    from scraper.config import Settings
 
     session = new_session(Settings())
     limits, options = FetchLimits(5, 15, 30, 5_000_000, 10), ParseOptions()
     done = 0
     for n, url in enumerate(urls, 1):
-        done += _fetch_and_parse(session, UrlTask(n, url, url), limits, options, fetch_page,
-                                 parse_page)
+        done += _fetch_and_parse(
+            session, UrlTask(n, url, url), limits, options, fetch_page, parse_page
+        )
     session.close()
     return done
 
@@ -244,8 +248,14 @@ def model_threads(urls: list[str], threads: int) -> int:
         return sum(pool.map(one, enumerate(urls, 1)))
 
 
-def _fetch_and_parse(session: Any, task: Any, limits: Any, options: Any,
-                     fetch: Callable[..., Any], parse: Callable[..., Any]) -> int:
+def _fetch_and_parse(
+    session: Any,
+    task: Any,
+    limits: Any,
+    options: Any,
+    fetch: Callable[..., Any],
+    parse: Callable[..., Any],
+) -> int:
     page = fetch(session, task, limits)
     if page.status < 400:
         parse(page, options)
@@ -255,15 +265,23 @@ def _fetch_and_parse(session: Any, task: Any, limits: Any, options: Any,
 def _model_main() -> None:
     """Entry point of a model's subprocess: argv = model, list file, threads."""
     model, list_file, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    urls = [line.strip() for line in open(list_file, encoding="utf-8") if line.strip()]
+    with open(list_file, encoding="utf-8") as handle:
+        urls = [line.strip() for line in handle if line.strip()]
     if model == "sequential":
         model_sequential(urls)
     else:
         model_threads(urls, threads)
 
 
-def run_model(server: DemoServer, model: str, list_path: Path, pages: int, threads: int,
-              processes: int, out_dir: Path) -> Measured:
+def run_model(
+    server: DemoServer,
+    model: str,
+    list_path: Path,
+    pages: int,
+    threads: int,
+    processes: int,
+    out_dir: Path,
+) -> Measured:
     """Run one model in a fresh subprocess and measure it like the pipeline."""
     if model == "processes":
         measured, _ = run_scrape_command(
@@ -285,9 +303,16 @@ def run_model(server: DemoServer, model: str, list_path: Path, pages: int, threa
         raise RuntimeError(f"model {model} exited {proc.returncode}")
     after = server.stats()
     first = after["first_request_at"]
-    return Measured(model, pages, wall, wall - (first - started_wall) if first else wall,
-                    usage.ru_utime + usage.ru_stime, after["cpu_s"] - before["cpu_s"], peak,
-                    after["requests"])
+    return Measured(
+        model,
+        pages,
+        wall,
+        wall - (first - started_wall) if first else wall,
+        usage.ru_utime + usage.ru_stime,
+        after["cpu_s"] - before["cpu_s"],
+        peak,
+        after["requests"],
+    )
 
 
 # -- reports -----------------------------------------------------------------------------
@@ -324,22 +349,43 @@ def bench_throughput(args: argparse.Namespace, out: TextIO, work: Path) -> bool:
     cpu_ratio = run.cpu_per_page / floor
     limit = cores / (run.cpu_per_page + run.site_cpu_per_page)
     speed_ratio = run.pages_per_s / limit
-    print(f"\n== {args.pages} demo pages, no added latency ({args.threads} threads, "
-          f"{args.processes} processes, {cores} cores) ==", file=out)
-    print(f"floor: requests GET {floors['get_cpu_s'] * 1e3:.2f} ms CPU + parse+extract "
-          f"{floors['parse_cpu_s'] * 1e3:.2f} ms CPU = {floor * 1e3:.2f} ms/page (before the "
-          f"run {_floor(before) * 1e3:.2f}, after {_floor(after) * 1e3:.2f})", file=out)
-    print(f"moving a page to a worker and back: {floors['transfer_s'] * 1e3:.3f} ms CPU/page "
-          f"({floors['transfer_s'] / floors['parse_cpu_s']:.1%} of parsing it)", file=out)
-    print(f"scraper CPU/page: {run.cpu_per_page * 1e3:.2f} ms = {cpu_ratio:.2f} x floor "
-          f"(limit 1.50)  {_verdict(cpu_ratio <= 1.5)}", file=out)
+    print(
+        f"\n== {args.pages} demo pages, no added latency ({args.threads} threads, "
+        f"{args.processes} processes, {cores} cores) ==",
+        file=out,
+    )
+    print(
+        f"floor: requests GET {floors['get_cpu_s'] * 1e3:.2f} ms CPU + parse+extract "
+        f"{floors['parse_cpu_s'] * 1e3:.2f} ms CPU = {floor * 1e3:.2f} ms/page (before the "
+        f"run {_floor(before) * 1e3:.2f}, after {_floor(after) * 1e3:.2f})",
+        file=out,
+    )
+    print(
+        f"moving a page to a worker and back: {floors['transfer_s'] * 1e3:.3f} ms CPU/page "
+        f"({floors['transfer_s'] / floors['parse_cpu_s']:.1%} of parsing it)",
+        file=out,
+    )
+    print(
+        f"scraper CPU/page: {run.cpu_per_page * 1e3:.2f} ms = {cpu_ratio:.2f} x floor "
+        f"(limit 1.50)  {_verdict(cpu_ratio <= 1.5)}",
+        file=out,
+    )
     print(f"site CPU/page: {run.site_cpu_per_page * 1e3:.2f} ms", file=out)
-    print(f"pages/s: {run.pages_per_s:.0f} = {speed_ratio:.0%} of cores/(scraper+site CPU/page)"
-          f" = {limit:.0f} (limit 80%)  {_verdict(speed_ratio >= 0.8)}", file=out)
-    print(f"start-up to first request: {run.startup_s or 0:.3f} s (limit 0.5 s)  "
-          f"{_verdict((run.startup_s or 9) < 0.5)}", file=out)
-    print(f"peak memory, all processes: {_mb(run.peak_rss)}; records checked: "
-          f"{len(records) - len(problems)}/{len(records)} correct", file=out)
+    print(
+        f"pages/s: {run.pages_per_s:.0f} = {speed_ratio:.0%} of cores/(scraper+site CPU/page)"
+        f" = {limit:.0f} (limit 80%)  {_verdict(speed_ratio >= 0.8)}",
+        file=out,
+    )
+    print(
+        f"start-up to first request: {run.startup_s or 0:.3f} s (limit 0.5 s)  "
+        f"{_verdict((run.startup_s or 9) < 0.5)}",
+        file=out,
+    )
+    print(
+        f"peak memory, all processes: {_mb(run.peak_rss)}; records checked: "
+        f"{len(records) - len(problems)}/{len(records)} correct",
+        file=out,
+    )
     all_ok &= cpu_ratio <= 1.5 and speed_ratio >= 0.8 and not problems
     all_ok &= (run.startup_s or 9) < 0.5
 
@@ -351,12 +397,18 @@ def bench_throughput(args: argparse.Namespace, out: TextIO, work: Path) -> bool:
     net_limit = args.threads / latency * run.pages / run.requests
     ratio = run.pages_per_s / net_limit
     print(f"\n== {args.pages} demo pages, {args.latency_ms:g} ms added latency ==", file=out)
-    print(f"pages/s: {run.pages_per_s:.0f} = {ratio:.0%} of the network limit threads/latency "
-          f"x pages/requests = {net_limit:.0f} ({run.requests} requests) (limit 90%)  "
-          f"{_verdict(ratio >= 0.9)}", file=out)
-    print(f"scraper CPU/page: {run.cpu_per_page * 1e3:.2f} ms; peak memory {_mb(run.peak_rss)}; "
-          f"records checked: {len(records) - len(problems)}/{len(records)} correct "
-          f"{_verdict(not problems)}", file=out)
+    print(
+        f"pages/s: {run.pages_per_s:.0f} = {ratio:.0%} of the network limit threads/latency "
+        f"x pages/requests = {net_limit:.0f} ({run.requests} requests) (limit 90%)  "
+        f"{_verdict(ratio >= 0.9)}",
+        file=out,
+    )
+    print(
+        f"scraper CPU/page: {run.cpu_per_page * 1e3:.2f} ms; peak memory {_mb(run.peak_rss)}; "
+        f"records checked: {len(records) - len(problems)}/{len(records)} correct "
+        f"{_verdict(not problems)}",
+        file=out,
+    )
     for line in problems[:5]:
         print(f"  mismatch: {line}", file=out)
     return all_ok and ratio >= 0.9 and not problems
@@ -373,32 +425,60 @@ def bench_memory(args: argparse.Namespace, out: TextIO, work: Path) -> bool:
             peaks[count] = run.peak_rss
             list_path.unlink()
     ratio = peaks[args.memory_urls] / peaks[1000]
-    print(f"\n== peak memory, all processes ==\n1,000 URLs: {_mb(peaks[1000])}; "
-          f"{args.memory_urls:,} URLs: {_mb(peaks[args.memory_urls])} = {ratio:.2f} x "
-          f"(limit 1.30)  {_verdict(ratio <= 1.3)}", file=out)
+    print(
+        f"\n== peak memory, all processes ==\n1,000 URLs: {_mb(peaks[1000])}; "
+        f"{args.memory_urls:,} URLs: {_mb(peaks[args.memory_urls])} = {ratio:.2f} x "
+        f"(limit 1.30)  {_verdict(ratio <= 1.3)}",
+        file=out,
+    )
     return ratio <= 1.3
 
 
 def bench_models(args: argparse.Namespace, out: TextIO, work: Path) -> bool:
-    """The same pages through (a) one thread, (b) threads only, (c) threads + processes."""
+    """The same pages through (a) one thread, (b) threads only, (c) threads + processes.
+
+    With no added latency all --pages are used (CPU decides; start-up must not dominate); at
+    --latency-ms, --model-pages (a sequential run waits out every round trip in turn).
+    """
     rows = []
-    for latency_ms in (0.0, args.latency_ms):
-        with DemoServer(n_pages=args.model_pages, latency_s=latency_ms / 1000) as server:
-            list_path = write_list(work, server.url, args.model_pages)
-            runs = [run_model(server, model, list_path, args.model_pages, args.threads,
-                              args.processes, work / f"out-model-{model}-{latency_ms:g}")
-                    for model in ("sequential", "threads", "processes")]
+    for latency_ms, pages in ((0.0, args.pages), (args.latency_ms, args.model_pages)):
+        with DemoServer(n_pages=pages, latency_s=latency_ms / 1000) as server:
+            list_path = write_list(work, server.url, pages)
+            runs = [
+                run_model(
+                    server,
+                    model,
+                    list_path,
+                    pages,
+                    args.threads,
+                    args.processes,
+                    work / f"out-model-{model}-{latency_ms:g}",
+                )
+                for model in ("sequential", "threads", "processes")
+            ]
         base = runs[0].pages_per_s
-        rows += [(latency_ms, r, r.pages_per_s / base) for r in runs]
-    print(f"\n== concurrency models, {args.model_pages} demo pages, {args.threads} threads, "
-          f"{args.processes} processes ==", file=out)
-    print("| latency | model | pages/s | CPU ms/page | peak memory | speed-up |", file=out)
-    print("|---:|---|---:|---:|---:|---:|", file=out)
-    names = {"sequential": "(a) sequential", "threads": "(b) threads: fetch + parse",
-             "processes": "(c) threads fetch, processes parse"}
-    for latency_ms, r, speedup in rows:
-        print(f"| {latency_ms:g} ms | {names[r.name]} | {r.pages_per_s:.0f} | "
-              f"{r.cpu_per_page * 1e3:.2f} | {_mb(r.peak_rss)} | {speedup:.1f}x |", file=out)
+        rows += [(latency_ms, pages, r, r.pages_per_s / base) for r in runs]
+    print(
+        f"\n== concurrency models: {args.threads} threads, {args.processes} processes, "
+        f"{usable_cores()} cores ==",
+        file=out,
+    )
+    print(
+        "| added latency | pages | model | pages/s | CPU ms/page | peak memory | speed-up |",
+        file=out,
+    )
+    print("|---:|---:|---|---:|---:|---:|---:|", file=out)
+    names = {
+        "sequential": "(a) sequential: fetch, parse, next",
+        "threads": "(b) threads fetch and parse",
+        "processes": "(c) threads fetch, processes parse",
+    }
+    for latency_ms, pages, r, speedup in rows:
+        print(
+            f"| {latency_ms:g} ms | {pages} | {names[r.name]} | {r.pages_per_s:.0f} | "
+            f"{r.cpu_per_page * 1e3:.2f} | {_mb(r.peak_rss)} | {speedup:.1f}x |",
+            file=out,
+        )
     return True
 
 
@@ -413,14 +493,23 @@ def run_bench(argv: Sequence[str], out: TextIO) -> int:
     parser.add_argument("--threads", type=int, default=32, help="download threads (default 32)")
     parser.add_argument("--processes", type=int, default=2, help="parse processes (default 2)")
     parser.add_argument("--latency-ms", type=float, default=100, help="added latency (100)")
-    parser.add_argument("--models", action="store_true",
-                        help="compare sequential, threads-only and threads+processes")
-    parser.add_argument("--model-pages", type=int, default=300,
-                        help="pages per model run (default 300)")
-    parser.add_argument("--memory", action="store_true",
-                        help="compare peak memory for 1,000 and --memory-urls URLs")
-    parser.add_argument("--memory-urls", type=int, default=100_000,
-                        help="the large list of --memory (default 100000)")
+    parser.add_argument(
+        "--models",
+        action="store_true",
+        help="compare sequential, threads-only and threads+processes",
+    )
+    parser.add_argument(
+        "--model-pages", type=int, default=300, help="pages per model run (default 300)"
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="compare peak memory for 1,000 and --memory-urls URLs"
+    )
+    parser.add_argument(
+        "--memory-urls",
+        type=int,
+        default=100_000,
+        help="the large list of --memory (default 100000)",
+    )
     parser.add_argument("--only", choices=("models", "memory"), help="skip the main figures")
     try:
         args = parser.parse_args(argv)

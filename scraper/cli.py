@@ -98,8 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("urls", metavar="URLS", help="file of URLs, one per line; - reads stdin")
-    parser.add_argument("-c", "--config", metavar="FILE", type=Path,
-                        help="settings file (default: config/scraper.yaml when it exists)")
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="settings file (default: config/scraper.yaml when it exists)",
+    )
     parser.add_argument("--debug", action="store_true", help="log details and tracebacks")
     parser.add_argument("--version", action="version", version=f"scrape {__version__}")
     add_setting_flags(parser)
@@ -115,15 +120,29 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"{spec.metadata['help']} (default: {_shown_default(spec)})"
         kind = str(spec.type)
         if kind == "bool":
-            group.add_argument(*names, dest=name, action="store_const", const=True,
-                               default=None, help=help_text)
+            group.add_argument(
+                *names, dest=name, action="store_const", const=True, default=None, help=help_text
+            )
         elif kind == "dict[str, str]":
-            group.add_argument("-H", "--header", dest=name, action="append", default=None,
-                               metavar="'NAME: VALUE'", help="extra request header (repeatable)")
+            group.add_argument(
+                "-H",
+                "--header",
+                dest=name,
+                action="append",
+                default=None,
+                metavar="'NAME: VALUE'",
+                help="extra request header (repeatable)",
+            )
         else:
             metavar = "|".join(spec.metadata["choices"]) if "choices" in spec.metadata else None
-            group.add_argument(*names, dest=name, default=None, metavar=metavar,
-                               type={"int": int, "float": float}.get(kind, str), help=help_text)
+            group.add_argument(
+                *names,
+                dest=name,
+                default=None,
+                metavar=metavar,
+                type={"int": int, "float": float}.get(kind, str),
+                help=help_text,
+            )
 
 
 def _shown_default(spec: Any) -> str:
@@ -298,10 +317,17 @@ def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCo
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--pages", type=int, default=200, help="URLs in the list (default 200)")
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="delay the site adds to every response (default 0)")
-    parser.add_argument("--serve", action="store_true",
-                        help="only serve the site and print its address, until Ctrl-C")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="delay the site adds to every response (default 0)",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="only serve the site and print its address, until Ctrl-C",
+    )
     parser.add_argument("-c", "--config", metavar="FILE", type=Path, help="settings file")
     parser.add_argument("--debug", action="store_true", help="log details and tracebacks")
     add_setting_flags(parser)
@@ -328,8 +354,11 @@ def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCo
         print(f"scrape demo: mismatch: {line}", file=stderr)
     if not settings.quiet or problems:
         verdict = "all match" if not problems else f"{len(problems)} do not match"
-        print(f"scrape demo: {len(records)} records checked against the site's ground truth: "
-              f"{verdict}", file=stderr)
+        print(
+            f"scrape demo: {len(records)} records checked against the site's ground truth: "
+            f"{verdict}",
+            file=stderr,
+        )
     if problems:
         return ExitCode.FAILED
     # The demo list has 404s on purpose; they are expected, so a correct run exits 0.
@@ -339,8 +368,10 @@ def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCo
 def _serve_until_interrupted(server: Any, pages: int, stderr: TextIO) -> ExitCode:
     from scraper.demo import list_paths
 
-    print(f"demo site at {server.url}/ ; for example {server.url}{next(list_paths(pages))}",
-          file=stderr)
+    print(
+        f"demo site at {server.url}/ ; for example {server.url}{next(list_paths(pages))}",
+        file=stderr,
+    )
     print("Ctrl-C stops it.", file=stderr)
     try:
         threading.Event().wait()

@@ -46,16 +46,22 @@ class Settings:
         15.0, "seconds to wait for the next bytes of a response", min=0.01, max=600
     )
     page_deadline_s: float = _setting(
-        30.0, "seconds for a whole page, first request to last byte, redirects included",
-        min=0.01, max=3600,
+        30.0,
+        "seconds for a whole page, first request to last byte, redirects included",
+        min=0.01,
+        max=3600,
     )
     max_body_bytes: int = _setting(
         5_000_000, "largest body kept, counted after decompression", min=1024, max=1 << 31
     )
     max_redirects: int = _setting(10, "redirects followed before giving up", min=0, max=100)
-    user_agent: str = _setting(f"scraper/{__version__}", "User-Agent header sent with every request")
+    user_agent: str = _setting(
+        f"scraper/{__version__}", "User-Agent header sent with every request"
+    )
     headers: dict[str, str] = _setting({}, "extra request headers, name: value")
-    parser: str = _setting("lxml", "parse engine: lxml (fast) or bs4 (BeautifulSoup)", choices=PARSERS)
+    parser: str = _setting(
+        "lxml", "parse engine: lxml (fast) or bs4 (BeautifulSoup)", choices=PARSERS
+    )
     parse_timeout_s: float = _setting(
         20.0, "seconds one page may take to parse before its worker is replaced", min=0.1, max=3600
     )
@@ -78,7 +84,9 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-SETTING_FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
+SETTING_FIELDS: dict[str, dataclasses.Field[Any]] = {
+    f.name: f for f in dataclasses.fields(Settings)
+}
 
 
 def flag_name(name: str) -> str:

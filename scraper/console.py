@@ -69,7 +69,9 @@ class Console:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close_bar()
@@ -80,8 +82,14 @@ class Console:
     def start_bar(self, total: int | None) -> None:
         """Show the bar (when on a terminal and not quiet); total may be unknown."""
         if self.show_bar and self.bar is None:
-            self.bar = tqdm(total=total, file=self.stream, unit="url", dynamic_ncols=True,
-                            smoothing=0.1, mininterval=0.2)
+            self.bar = tqdm(
+                total=total,
+                file=self.stream,
+                unit="url",
+                dynamic_ncols=True,
+                smoothing=0.1,
+                mininterval=0.2,
+            )
 
     def set_total(self, total: int) -> None:
         if self.bar is not None:

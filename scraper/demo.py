@@ -32,12 +32,57 @@ CP1252_EVERY, CP1252_AT = 50, 21  # windows-1252, declared only by <meta>
 LAST_MODIFIED = email.utils.formatdate(1_700_000_000, usegmt=True)
 EXTERNAL = "https://example.org"
 
-WORDS = (
-    "data web page scraper thread process queue network latency parse record output site "
-    "link title market price report river mountain garden letter window engine signal city "
-    "coffee music station harbour library morning evening forest winter summer question "
-    "answer system memory kernel socket buffer stream binary format summary history future"
-).split()
+WORDS = [
+    "data",
+    "web",
+    "page",
+    "scraper",
+    "thread",
+    "process",
+    "queue",
+    "network",
+    "latency",
+    "parse",
+    "record",
+    "output",
+    "site",
+    "link",
+    "title",
+    "market",
+    "price",
+    "report",
+    "river",
+    "mountain",
+    "garden",
+    "letter",
+    "window",
+    "engine",
+    "signal",
+    "city",
+    "coffee",
+    "music",
+    "station",
+    "harbour",
+    "library",
+    "morning",
+    "evening",
+    "forest",
+    "winter",
+    "summer",
+    "question",
+    "answer",
+    "system",
+    "memory",
+    "kernel",
+    "socket",
+    "buffer",
+    "stream",
+    "binary",
+    "format",
+    "summary",
+    "history",
+    "future",
+]
 UNICODE_WORDS = ["café", "naïve", "Straße", "façade", "Ångström", "東京", "Привет", "smørrebrød"]
 CP1252_WORDS = ["café", "naïve", "façade", "Ångström", "œuvre", "déjà", "Zürich", "€uro"]
 
@@ -132,8 +177,10 @@ def _html_response(body: bytes, charset: str | None, headers: dict[str, str]) ->
 
 
 def _tiny_page(i: int) -> bytes:
-    return f"<html><head><title>Tiny {i}</title></head><body><a href='/tiny/{i + 1}'>next</a>" \
+    return (
+        f"<html><head><title>Tiny {i}</title></head><body><a href='/tiny/{i + 1}'>next</a>"
         f"</body></html>".encode()
+    )
 
 
 def _paragraphs(cp1252: bool) -> list[tuple[str, str, int]]:
@@ -143,8 +190,10 @@ def _paragraphs(cp1252: bool) -> list[tuple[str, str, int]]:
         rng = random.Random(4242 if cp1252 else 2424)
         extra = CP1252_WORDS if cp1252 else UNICODE_WORDS
         texts = [
-            " ".join(rng.choice(extra) if rng.random() < 0.08 else rng.choice(WORDS)
-                     for _ in range(rng.randint(20, 80)))
+            " ".join(
+                rng.choice(extra) if rng.random() < 0.08 else rng.choice(WORDS)
+                for _ in range(rng.randint(20, 80))
+            )
             for _ in range(400)
         ]
         _PARAGRAPHS[key] = [(t, html.escape(t), t.count(" ") + 1) for t in texts]
@@ -166,8 +215,11 @@ def _make_page(i: int, n_pages: int) -> tuple[bytes, PageTruth]:
     links, link_keys = _make_links(rng, i, n_pages)
     head = (
         f'<!DOCTYPE html>\n<html lang="{lang}"><head>'
-        + ('<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'
-           if cp1252 else '<meta charset="utf-8">')
+        + (
+            '<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'
+            if cp1252
+            else '<meta charset="utf-8">'
+        )
         + f"<title>{html.escape(title)}</title>"
         f'<meta name="description" content="{html.escape(description)}">'
         f'<link rel="canonical" href="/page/{i}">'
@@ -201,9 +253,7 @@ def _make_page(i: int, n_pages: int) -> tuple[bytes, PageTruth]:
     return body, truth
 
 
-def _make_links(
-    rng: random.Random, i: int, n_pages: int
-) -> tuple[list[tuple[str, int]], set[str]]:
+def _make_links(rng: random.Random, i: int, n_pages: int) -> tuple[list[tuple[str, int]], set[str]]:
     """50-150 (anchor, word count) in assorted spellings, and the distinct absolute targets."""
     anchors: list[tuple[str, int]] = []
     keys: set[str] = set()
@@ -387,7 +437,9 @@ class DemoServer:
         return int(self._process.pid)
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         if self._control is not None:
@@ -436,8 +488,13 @@ def check_records(site: DemoSite, origin: str, records: list[dict[str, Any]]) ->
             continue
         if truth.status != 200:
             continue
-        fields = (record.get("title"), len(record.get("links") or []), record.get("word_count"),
-                  record.get("encoding"), record.get("lang"))
+        fields = (
+            record.get("title"),
+            len(record.get("links") or []),
+            record.get("word_count"),
+            record.get("encoding"),
+            record.get("lang"),
+        )
         want_fields = (truth.title, truth.link_count, truth.word_count, truth.encoding, truth.lang)
         if fields != want_fields:
             problems.append(f"line {record['line']}: {path}: got {fields}, want {want_fields}")

@@ -172,7 +172,7 @@ def _next_hop(url: str, location: str, seen: set[str]) -> str:
 def _read_body(resp: requests.Response, started: float, limits: FetchLimits) -> bytes:
     body = bytearray()
     # read1 returns as soon as bytes arrive (iter_content(n) waits for n), so a body trickling
-    # in below the read timeout still reaches the deadline check; decoded, so gzip bombs hit the cap.
+    # in below the read timeout still reaches the deadline check; decoded, so bombs hit the cap.
     while chunk := resp.raw.read1(CHUNK_BYTES, decode_content=True):
         body += chunk
         if len(body) > limits.max_body_bytes:

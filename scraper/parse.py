@@ -19,15 +19,18 @@ from scraper.records import ErrorKind, FetchedPage
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
 SNIFF_BYTES = 4096  # <meta charset> must sit in the first 1024 bytes (WHATWG); be lenient
-DETECT_BYTES = 64 * 1024
-DETECT_MARGIN = 0.15  # how much worse (chaos) windows-1252 may fit and still be chosen  # charset detection on more than this buys nothing but time
+DETECT_BYTES = 64 * 1024  # charset detection on more than this buys nothing but time
+DETECT_MARGIN = 0.15  # how much worse (chaos) windows-1252 may fit and still be chosen
 HIDDEN_TAGS = ("script", "style", "noscript", "template")
 LINK_TAGS = ("a", "area")
 # WHATWG maps these labels to windows-1252; pages that say latin-1 mean it.
 WHATWG_ALIASES = {"latin1": "cp1252", "iso8859-1": "cp1252", "ascii": "cp1252"}
 SHOWN_NAMES = {"cp1252": "windows-1252", "cp1251": "windows-1251", "cp1250": "windows-1250"}
-BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-        (codecs.BOM_UTF16_BE, "utf-16-be"))
+BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+?charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""", re.IGNORECASE
 )
@@ -274,10 +277,11 @@ def _extract_bs4(text: str, final_url: str) -> dict[str, Any]:
         if description is None and str(meta.get("name") or "").strip().lower() == "description":
             description = meta.get("content")
     for link in soup.find_all("link"):
-        rel = link.get("rel") or []
+        rel: Any = link.get("rel") or []
         rels = rel if isinstance(rel, list) else str(rel).split()
         if "canonical" in [r.lower() for r in rels]:
-            canonical = resolver.absolute(link.get("href"))
+            href = link.get("href")
+            canonical = resolver.absolute(str(href) if href is not None else None)
             break
     for anchor in soup.find_all(LINK_TAGS, href=True):
         resolver.add(str(anchor["href"]))
@@ -297,5 +301,11 @@ def _extract_bs4(text: str, final_url: str) -> dict[str, Any]:
 
 
 def _empty_fields() -> dict[str, Any]:
-    return {"title": None, "description": None, "canonical": None, "lang": None,
-            "links": [], "words": []}
+    return {
+        "title": None,
+        "description": None,
+        "canonical": None,
+        "lang": None,
+        "links": [],
+        "words": [],
+    }

@@ -61,7 +61,7 @@ class Worker:
         self.replaced = 0
 
     def start(self) -> None:
-        ctx = multiprocessing.get_context(START_METHOD)
+        ctx: Any = multiprocessing.get_context(START_METHOD)
         task_r, task_w = ctx.Pipe(duplex=False)
         result_r, result_w = ctx.Pipe(duplex=False)
         self.process = ctx.Process(

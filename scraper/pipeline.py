@@ -129,9 +129,10 @@ class Pipeline:
         return self.counts
 
     def _start(self, lines: BinaryIO) -> list[threading.Thread]:
-        downloads_done = _Countdown(self.threads, lambda: self._put_all(self.parse_q, END,
-                                                                         self.processes))
-        parsers_done = _Countdown(self.processes, lambda: self._put(self.record_q, END))
+        downloads_done = _Countdown(
+            self.threads, lambda: self._put_all(self.parse_q, END, self.processes)
+        )
+        parsers_done = _Countdown(self.processes, lambda: self._put_all(self.record_q, END, 1))
         threads = [threading.Thread(target=self._read_list, args=(lines,), name="list-reader")]
         threads += [
             threading.Thread(target=self._download, args=(downloads_done,), name=f"download-{n}")
@@ -261,8 +262,9 @@ class Pipeline:
     def _feed(self, worker: Worker, done: _Countdown) -> None:
         def emit(page: FetchedPage, fields: Any, error: ErrorInfo | None) -> None:
             if error is None:
-                record = PageRecord(page.task.line_no, page.task.url, Outcome.OK, fields,
-                                    None, page.attempts)
+                record = PageRecord(
+                    page.task.line_no, page.task.url, Outcome.OK, fields, None, page.attempts
+                )
             else:
                 known = {"final_url": page.final_url, "status": page.status}
                 record = _failed(page.task, error, known, page.attempts)
@@ -270,8 +272,9 @@ class Pipeline:
 
         try:
             worker.start()
-            feed_worker(worker, self.parse_q, emit, self.settings.parse_timeout_s,
-                        self.events.abort, END)
+            feed_worker(
+                worker, self.parse_q, emit, self.settings.parse_timeout_s, self.events.abort, END
+            )
         except Exception as exc:  # cannot start workers, or a bug: pages must still get records
             log.error("parse worker %s failed: %s", worker.name, exc)
             log.debug("parse worker failure", exc_info=True)

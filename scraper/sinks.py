@@ -22,9 +22,25 @@ from scraper.errors import ConfigError
 from scraper.records import PageRecord
 
 CSV_COLUMNS = (
-    "line", "url", "outcome", "attempts", "final_url", "status", "content_type", "encoding",
-    "title", "description", "canonical", "lang", "word_count", "content_hash", "body_bytes",
-    "links", "text", "error_kind", "error_message",
+    "line",
+    "url",
+    "outcome",
+    "attempts",
+    "final_url",
+    "status",
+    "content_type",
+    "encoding",
+    "title",
+    "description",
+    "canonical",
+    "lang",
+    "word_count",
+    "content_hash",
+    "body_bytes",
+    "links",
+    "text",
+    "error_kind",
+    "error_message",
 )
 MARKER = ".scraper-output"  # says "this folder holds scraper results" to later runs
 EXTENSIONS = {"jsonl": "jsonl", "csv": "csv"}
@@ -75,8 +91,11 @@ class RecordSink:
 
     def _unique(self, run_id: str) -> str:
         candidate, n = run_id, 1
-        while any((self.folder / f"{candidate}.{ext}{s}").exists()
-                  for ext in EXTENSIONS.values() for s in ("", ".part")):
+        while any(
+            (self.folder / f"{candidate}.{ext}{s}").exists()
+            for ext in EXTENSIONS.values()
+            for s in ("", ".part")
+        ):
             n += 1
             candidate = f"{run_id}-{n}"
         return candidate

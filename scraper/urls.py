@@ -8,8 +8,8 @@ Does no network I/O.
 from __future__ import annotations
 
 import hashlib
-import os
 import ipaddress
+import os
 from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import SplitResult, urlsplit, urlunsplit
@@ -36,14 +36,13 @@ def read_url_list(stream: BinaryIO) -> Iterator[ListEntry]:
     first_line_of: dict[int, int] = {}
     for line_no, raw, whole in _physical_lines(stream):
         entry = _entry_for(line_no, raw) if whole else _too_long(line_no, raw)
-        if entry is None:
-            continue
         if isinstance(entry, UrlTask):
-            digest = _digest(entry.normalized_url)
-            first = first_line_of.setdefault(digest, line_no)
+            first = first_line_of.setdefault(_digest(entry.normalized_url), line_no)
             if first != line_no:
-                entry = DuplicateLine(line_no, entry.url, first)
-        yield entry
+                yield DuplicateLine(line_no, entry.url, first)
+                continue
+        if entry is not None:
+            yield entry
 
 
 def _physical_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:

@@ -67,16 +67,30 @@ def write_list(path: Path, lines: list[str]) -> Path:
     return path
 
 
-FAST = ["--connect-timeout", "1", "--read-timeout", "1", "--page-deadline", "2",
-        "--processes", "2", "--threads", "8"]
+FAST = [
+    "--connect-timeout",
+    "1",
+    "--read-timeout",
+    "1",
+    "--page-deadline",
+    "2",
+    "--processes",
+    "2",
+    "--threads",
+    "8",
+]
 
 
-def run_in_process(args: list[str], out_dir: Path, stdin: bytes = b"",
-                   is_tty: bool = False) -> Run:
+def run_in_process(args: list[str], out_dir: Path, stdin: bytes = b"", is_tty: bool = False) -> Run:
     """cli.main with injected streams, as a user's shell would run it."""
     err = io.StringIO()
-    code = cli.main([*args, "-o", str(out_dir)], stdin=io.BytesIO(stdin), stderr=err,
-                    stdout=io.StringIO(), is_tty=is_tty)
+    code = cli.main(
+        [*args, "-o", str(out_dir)],
+        stdin=io.BytesIO(stdin),
+        stderr=err,
+        stdout=io.StringIO(),
+        is_tty=is_tty,
+    )
     return Run(code, err.getvalue(), out_dir)
 
 
@@ -88,9 +102,16 @@ def scrape_command() -> list[str]:
     return [found]
 
 
-def run_script(args: list[str], cwd: Path, stdin: bytes | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_script(
+    args: list[str], cwd: Path, stdin: bytes | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    return subprocess.run([*scrape_command(), *args], cwd=cwd, input=stdin.decode()
-                          if stdin is not None else None, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [*scrape_command(), *args],
+        cwd=cwd,
+        input=stdin.decode() if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

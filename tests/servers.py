@@ -20,15 +20,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 Route = Callable[[BaseHTTPRequestHandler], None]
 
 PAGE = (
-    "<!doctype html><html lang='en'><head><title>Fault server page</title>"
-    "<meta name='description' content='a normal page'></head>"
-    "<body><p>Hello <a href='/a'>one</a> <a href='b#x'>two</a></p></body></html>"
-).encode()
+    b"<!doctype html><html lang='en'><head><title>Fault server page</title>"
+    b"<meta name='description' content='a normal page'></head>"
+    b"<body><p>Hello <a href='/a'>one</a> <a href='b#x'>two</a></p></body></html>"
+)
 
 
-def send(handler: BaseHTTPRequestHandler, status: int, body: bytes,
-         content_type: str = "text/html; charset=utf-8", headers: dict[str, str] | None = None,
-         ) -> None:
+def send(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes,
+    content_type: str = "text/html; charset=utf-8",
+    headers: dict[str, str] | None = None,
+) -> None:
     handler.send_response(status)
     handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(len(body)))
@@ -95,8 +99,7 @@ def _raw(handler: BaseHTTPRequestHandler, data: bytes, reset: bool) -> None:
     handler.wfile.write(data)
     handler.wfile.flush()
     if reset:  # SO_LINGER 0: close sends RST instead of FIN
-        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                      struct.pack("ii", 1, 0))
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     handler.close_connection = True
     handler.connection.close()
 
@@ -112,8 +115,10 @@ def close_before_headers(handler: BaseHTTPRequestHandler) -> None:
 
 def short_body(handler: BaseHTTPRequestHandler) -> None:
     """Content-Length says 5000, 1000 bytes come, then the connection closes."""
-    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5000\r\n"
-            b"Connection: close\r\n\r\n")
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5000\r\n"
+        b"Connection: close\r\n\r\n"
+    )
     _raw(handler, head + b"<p>" + b"y" * 997, reset=False)
 
 
@@ -123,8 +128,10 @@ def long_body(handler: BaseHTTPRequestHandler) -> None:
     With Connection: close; without it the client would reuse the connection, whose next
     request the server's close then resets (a fault for the retry logic, not this route)."""
     body = b"<html><title>Short</title></html>\n" + b"trailing junk " * 50
-    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 34\r\n"
-            b"Connection: close\r\n\r\n")
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 34\r\n"
+        b"Connection: close\r\n\r\n"
+    )
     _raw(handler, head + body, reset=False)
 
 
@@ -143,8 +150,11 @@ def _bomb(method: str, size: int) -> bytes:
     for _ in range(count):
         crc, adler = zlib.crc32(chunk, crc), zlib.adler32(chunk, adler)
     if method == "gzip":
-        return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + raw + struct.pack(
-            "<II", crc, (count * mib) & 0xFFFFFFFF)
+        return (
+            b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+            + raw
+            + struct.pack("<II", crc, (count * mib) & 0xFFFFFFFF)
+        )
     return b"\x78\xda" + raw + struct.pack(">I", adler)
 
 
@@ -176,14 +186,21 @@ def body(data: bytes, content_type: str) -> Route:
 
 
 DEEP = b"<html><body>" + b"<div>" * 100_000 + b"deep" + b"</div>" * 100_000 + b"</body></html>"
-LONG_ATTR = b"<html><head><title>Long</title></head><body><a href='/x' data-x='" + \
-    b"a" * 1_000_000 + b"'>x</a></body></html>"
-MALFORMED = b"<html><head><title>Broken <b>page</title><body><p>unclosed <div><a href='/ok'" \
+LONG_ATTR = (
+    b"<html><head><title>Long</title></head><body><a href='/x' data-x='"
+    + b"a" * 1_000_000
+    + b"'>x</a></body></html>"
+)
+MALFORMED = (
+    b"<html><head><title>Broken <b>page</title><body><p>unclosed <div><a href='/ok'"
     b">link<table><tr><td>cell</p></html><<>>"
+)
 NUL = b"<html><head><title>Nul\0title</title></head><body>a\0b</body></html>"
-CP1252_UNDECLARED = ("<html><head><title>Caf\xe9 cr\xe8me br\xfbl\xe9e</title></head><body>"
-                     + "Voil\xe0 une fa\xe7ade tr\xe8s \xe9l\xe9gante, d\xe9j\xe0 vue. " * 20
-                     + "</body></html>").encode("latin-1")
+CP1252_UNDECLARED = (
+    "<html><head><title>Caf\xe9 cr\xe8me br\xfbl\xe9e</title></head><body>"
+    + "Voil\xe0 une fa\xe7ade tr\xe8s \xe9l\xe9gante, d\xe9j\xe0 vue. " * 20
+    + "</body></html>"
+).encode("latin-1")
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
@@ -250,8 +267,9 @@ def serve(routes: dict[str, Route]) -> Iterator[tuple[str, list[str]]]:
             pass
 
     server = _Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}", seen

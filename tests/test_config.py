@@ -68,8 +68,9 @@ def test_bad_values_name_key_and_line(tmp_path: Path, text: str, expected: str) 
         ("threads: [1\n", "invalid YAML"),
     ],
 )
-def test_hostile_files_are_refused_with_one_line(tmp_path: Path, text: str | bytes,
-                                                  expected: str) -> None:
+def test_hostile_files_are_refused_with_one_line(
+    tmp_path: Path, text: str | bytes, expected: str
+) -> None:
     assert expected in error_of(tmp_path, text)
 
 

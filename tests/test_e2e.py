@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from scraper.demo import DemoServer, DemoSite, check_records, demo_url_lines
-from tests.conftest import DEMO_PAGES, scrape_command, run_script
+from tests.conftest import DEMO_PAGES, run_script, scrape_command
 
 
 def demo_list(server: DemoServer, path: Path, pages: int = DEMO_PAGES) -> Path:
@@ -27,8 +27,9 @@ def records_of(out_dir: Path, name: str = "latest.jsonl") -> list[dict]:
 
 def test_scrape_a_list_every_record_matches_the_ground_truth(demo, tmp_path) -> None:
     urls = demo_list(demo, tmp_path / "urls.txt")
-    result = run_script([str(urls), "-o", "results", "--threads", "8", "--processes", "2"],
-                        cwd=tmp_path)
+    result = run_script(
+        [str(urls), "-o", "results", "--threads", "8", "--processes", "2"], cwd=tmp_path
+    )
     assert result.returncode == 1  # the demo list holds 404s on purpose
     out = tmp_path / "results"
     records = records_of(out)
@@ -58,7 +59,10 @@ def test_list_on_stdin_and_csv_output(demo, tmp_path) -> None:
             assert len(json.loads(row["links"])) == truth.link_count
         else:
             assert (row["outcome"], row["error_kind"], row["status"]) == (
-                "failed", "http_status", "404")
+                "failed",
+                "http_status",
+                "404",
+            )
 
 
 def test_bs4_engine_gives_the_same_records(demo, tmp_path) -> None:
@@ -77,7 +81,8 @@ def test_config_error_exits_2_before_any_request(demo, tmp_path) -> None:
     result = run_script([str(urls), "-c", str(config), "-o", "out"], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"scrape: {config}:2: read_timeout: unknown setting; did you mean 'read_timeout_s'?")
+        f"scrape: {config}:2: read_timeout: unknown setting; did you mean 'read_timeout_s'?"
+    )
     assert demo.stats()["requests"] == before
     assert not (tmp_path / "out").exists()
 
@@ -112,8 +117,17 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, args, message) -> None:
 def test_help_reads_like_a_unix_tool() -> None:
     result = subprocess.run([*scrape_command(), "--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    for text in ("usage: scrape", "URLS", "--threads", "--page-deadline", "--max-body-bytes",
-                 "--output-dir", "--format", "exit status:", "130"):
+    for text in (
+        "usage: scrape",
+        "URLS",
+        "--threads",
+        "--page-deadline",
+        "--max-body-bytes",
+        "--output-dir",
+        "--format",
+        "exit status:",
+        "130",
+    ):
         assert text in result.stdout
 
 
@@ -128,9 +142,12 @@ def test_a_killed_parse_worker_costs_at_most_its_pages(tmp_path) -> None:
     pages = 800  # no latency: the workers are busy parsing, so the kill lands mid-page
     with DemoServer(n_pages=pages) as server:
         urls = demo_list(server, tmp_path / "urls.txt", pages)
-        proc = subprocess.Popen([*scrape_command(), str(urls), "-o", "out", "--threads", "4",
-                                 "--processes", "2", "-q"], cwd=tmp_path,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [*scrape_command(), str(urls), "-o", "out", "--threads", "4", "--processes", "2", "-q"],
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         killed = kill_one_parse_worker(proc.pid)
         _, err = proc.communicate(timeout=120)
     assert killed
@@ -150,8 +167,12 @@ def kill_one_parse_worker(pid: int) -> bool:
     deadline = time.monotonic() + 30
     parent = psutil.Process(pid)
     while time.monotonic() < deadline:
-        workers = [p for p in parent.children() if "spawn_main" in " ".join(p.cmdline())
-                   and "resource_tracker" not in " ".join(p.cmdline())]
+        workers = [
+            p
+            for p in parent.children()
+            if "spawn_main" in " ".join(p.cmdline())
+            and "resource_tracker" not in " ".join(p.cmdline())
+        ]
         busy = [w for w in workers if w.cpu_times().user > 0.25]  # started and parsing
         if busy:
             os.kill(busy[0].pid, signal.SIGKILL)
@@ -163,8 +184,12 @@ def kill_one_parse_worker(pid: int) -> bool:
 def test_sigint_finishes_in_flight_pages_and_exits_130(tmp_path) -> None:
     with DemoServer(n_pages=400, latency_s=0.2) as server:
         urls = demo_list(server, tmp_path / "urls.txt", 400)
-        proc = subprocess.Popen([*scrape_command(), str(urls), "-o", "out", "--threads", "4",
-                                 "-q"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [*scrape_command(), str(urls), "-o", "out", "--threads", "4", "-q"],
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)

@@ -82,8 +82,11 @@ def test_each_failure_is_one_stderr_line_naming_line_and_url(fault_run) -> None:
     run, origin, _ = fault_run
     for record in run.records:
         if record["outcome"] in ("failed", "invalid"):
-            matching = [ln for ln in run.stderr.splitlines()
-                        if ln.startswith(f"WARNING: line {record['line']}:")]
+            matching = [
+                ln
+                for ln in run.stderr.splitlines()
+                if ln.startswith(f"WARNING: line {record['line']}:")
+            ]
             assert len(matching) == 1, record
             if record["outcome"] == "failed":
                 assert record["url"] in matching[0]

@@ -11,8 +11,9 @@ from scraper.errors import PageError
 from scraper.fetch import FetchLimits, fetch_page, new_session, page_error_from
 from scraper.records import ErrorKind, UrlTask
 
-LIMITS = FetchLimits(connect_timeout_s=1, read_timeout_s=1, deadline_s=5,
-                     max_body_bytes=10_000, max_redirects=3)
+LIMITS = FetchLimits(
+    connect_timeout_s=1, read_timeout_s=1, deadline_s=5, max_body_bytes=10_000, max_redirects=3
+)
 URL = "http://site.test/start"
 
 
@@ -29,8 +30,9 @@ def kind_of(url: str = URL, limits: FetchLimits = LIMITS) -> ErrorKind:
 
 @responses.activate
 def test_page_with_lowercased_headers_and_configured_request_headers() -> None:
-    responses.get(URL, body=b"<title>x</title>", content_type="text/html",
-                  headers={"ETag": '"abc"'})
+    responses.get(
+        URL, body=b"<title>x</title>", content_type="text/html", headers={"ETag": '"abc"'}
+    )
     page = fetch()
     assert (page.status, page.final_url, page.body) == (200, URL, b"<title>x</title>")
     assert page.headers["etag"] == '"abc"' and page.attempts == 1
@@ -54,12 +56,16 @@ def test_redirects_are_followed_by_hand_to_the_final_url() -> None:
     page = fetch()
     assert (page.final_url, page.body) == ("https://b.test/end", b"done")
     assert [c.request.url for c in responses.calls] == [
-        URL, "http://site.test/next", "https://b.test/end"]
+        URL,
+        "http://site.test/next",
+        "https://b.test/end",
+    ]
 
 
 @responses.activate
-@pytest.mark.parametrize("target", ["ftp://site.test/f", "file:///etc/passwd",
-                                    "javascript:alert(1)", "data:text/html,x"])
+@pytest.mark.parametrize(
+    "target", ["ftp://site.test/f", "file:///etc/passwd", "javascript:alert(1)", "data:text/html,x"]
+)
 def test_redirect_to_another_scheme_is_refused(target: str) -> None:
     responses.get(URL, status=302, headers={"Location": target})
     assert kind_of() is ErrorKind.BAD_SCHEME
@@ -76,8 +82,7 @@ def test_redirect_loop_is_caught() -> None:
 @responses.activate
 def test_too_many_redirects() -> None:
     for n in range(6):
-        responses.get(f"http://site.test/{n}", status=302,
-                      headers={"Location": f"/{n + 1}"})
+        responses.get(f"http://site.test/{n}", status=302, headers={"Location": f"/{n + 1}"})
     assert kind_of("http://site.test/0") is ErrorKind.REDIRECTS
     assert len(responses.calls) == LIMITS.max_redirects + 1
 
@@ -99,8 +104,9 @@ def test_body_over_the_cap_is_too_large() -> None:
         (requests.exceptions.ContentDecodingError("bad gzip"), ErrorKind.DECODE),
     ],
 )
-def test_transport_errors_become_page_errors_of_the_right_kind(exc: Exception,
-                                                               kind: ErrorKind) -> None:
+def test_transport_errors_become_page_errors_of_the_right_kind(
+    exc: Exception, kind: ErrorKind
+) -> None:
     responses.get(URL, body=exc)
     assert kind_of() is kind
 

@@ -13,8 +13,7 @@ BASE = "http://example.com/dir/page.html"
 
 
 def page(body: bytes, content_type: str = "text/html", url: str = BASE) -> FetchedPage:
-    return FetchedPage(UrlTask(1, url, url), url, 200, {"content-type": content_type}, body, 1,
-                       0.0)
+    return FetchedPage(UrlTask(1, url, url), url, 200, {"content-type": content_type}, body, 1, 0.0)
 
 
 def both(body: bytes, content_type: str = "text/html", **options: int) -> dict:
@@ -26,20 +25,26 @@ def both(body: bytes, content_type: str = "text/html", **options: int) -> dict:
 
 
 def test_generic_fields() -> None:
-    html = (b"<html lang='fr'><head><title>  A \n title </title><base href='/base/'>"
-            b"<meta name='Description' content=' About  it '>"
-            b"<link rel='alternate canonical' href='/canon#x'></head><body>"
-            b"<p>One <a href='rel'>two</a> <a href='http://other.org/p#frag'>three</a></p>"
-            b"<script>var hidden = 1</script><style>p{}</style><noscript>nope</noscript>"
-            b"<a href='mailto:x@y.z'>m</a><a href='javascript:void(0)'>j</a>"
-            b"<a href='#top'>t</a><a href=' /abs '>a</a><a href='rel'>dup</a></body></html>")
+    html = (
+        b"<html lang='fr'><head><title>  A \n title </title><base href='/base/'>"
+        b"<meta name='Description' content=' About  it '>"
+        b"<link rel='alternate canonical' href='/canon#x'></head><body>"
+        b"<p>One <a href='rel'>two</a> <a href='http://other.org/p#frag'>three</a></p>"
+        b"<script>var hidden = 1</script><style>p{}</style><noscript>nope</noscript>"
+        b"<a href='mailto:x@y.z'>m</a><a href='javascript:void(0)'>j</a>"
+        b"<a href='#top'>t</a><a href=' /abs '>a</a><a href='rel'>dup</a></body></html>"
+    )
     fields = both(html)
     assert fields["title"] == "A title"
     assert fields["description"] == "About it"
     assert fields["canonical"] == "http://example.com/canon"
     assert fields["lang"] == "fr"
-    assert fields["links"] == ["http://example.com/base/rel", "http://other.org/p",
-                               "http://example.com/base/", "http://example.com/abs"]
+    assert fields["links"] == [
+        "http://example.com/base/rel",
+        "http://other.org/p",
+        "http://example.com/base/",
+        "http://example.com/abs",
+    ]
     assert fields["text"] == "One two three m j t a dup"
     assert fields["word_count"] == 8
     assert fields["encoding"] == "utf-8"
@@ -49,18 +54,35 @@ def test_generic_fields() -> None:
 @pytest.mark.parametrize(
     ("body", "content_type", "encoding", "title"),
     [
-        ("<title>café</title>".encode("cp1252"), "text/html; charset=windows-1252",
-         "windows-1252", "café"),
-        ("<meta charset='iso-8859-1'><title>café</title>".encode("latin-1"), "text/html",
-         "windows-1252", "café"),
-        ('<meta http-equiv="Content-Type" content="text/html; charset=koi8-r"><title>Привет'
-         "</title>".encode("koi8-r"), "text/html", "koi8-r", "Привет"),
+        (
+            "<title>café</title>".encode("cp1252"),
+            "text/html; charset=windows-1252",
+            "windows-1252",
+            "café",
+        ),
+        (
+            "<meta charset='iso-8859-1'><title>café</title>".encode("latin-1"),
+            "text/html",
+            "windows-1252",
+            "café",
+        ),
+        (
+            '<meta http-equiv="Content-Type" content="text/html; charset=koi8-r"><title>Привет'
+            "</title>".encode("koi8-r"),
+            "text/html",
+            "koi8-r",
+            "Привет",
+        ),
         (b"\xef\xbb\xbf<title>caf\xc3\xa9</title>", "text/html", "utf-8", "café"),
         ("<title>café</title>".encode("utf-16"), "text/html", "utf-16-le", "café"),
         ("<title>日本語</title>".encode(), "text/html; charset=utf-8", "utf-8", "日本語"),
         # header wins over <meta>
-        ("<meta charset='koi8-r'><title>café</title>".encode(), "text/html; charset=UTF-8",
-         "utf-8", "café"),
+        (
+            "<meta charset='koi8-r'><title>café</title>".encode(),
+            "text/html; charset=UTF-8",
+            "utf-8",
+            "café",
+        ),
         # an invalid label in the header is ignored; the bytes still decode
         (b"<title>Bad label</title>", "text/html; charset=foobar-9", "utf-8", "Bad label"),
     ],
@@ -88,9 +110,17 @@ def test_nul_bytes_do_not_break_parsing() -> None:
     assert fields["title"] == "Nul\ufffdtitle"
 
 
-HOSTILE = {"deep": servers.DEEP, "long-attr": servers.LONG_ATTR, "malformed": servers.MALFORMED,
-           "empty": b"", "blank": b"   ", "comment": b"<!-- only a comment -->",
-           "nuls": b"\x00\x00", "bare": b"<html><body></body></html>", "junk": b"<<<>>>&&&;;"}
+HOSTILE = {
+    "deep": servers.DEEP,
+    "long-attr": servers.LONG_ATTR,
+    "malformed": servers.MALFORMED,
+    "empty": b"",
+    "blank": b"   ",
+    "comment": b"<!-- only a comment -->",
+    "nuls": b"\x00\x00",
+    "bare": b"<html><body></body></html>",
+    "junk": b"<<<>>>&&&;;",
+}
 
 
 @pytest.mark.parametrize("engine", ["lxml", "bs4"])
@@ -135,17 +165,47 @@ def test_both_engines_match_the_demo_ground_truth() -> None:
         assert (fields["encoding"], fields["lang"]) == (truth.encoding, truth.lang)
 
 
-HREFS = ["/a", "/a/b?c=d", "/a?", "/a?#f", "/./a", "/a/../b", "//host/x", "#", "#frag", "",
-         "?q", "b", "../b", "./b", "http://Other.org", "https://x.org/a/../b", "https://x.org/a?",
-         "http://x.org#f", "HTTP://x.org/", "mailto:a@b", "javascript:x", "/a;p?q#f", "/%7Ea",
-         "/a b", "  /trim  ", "/a\tb", "ftp://x/", "http:", "http:/x", "/a#b#c", "///x"]
+HREFS = [
+    "/a",
+    "/a/b?c=d",
+    "/a?",
+    "/a?#f",
+    "/./a",
+    "/a/../b",
+    "//host/x",
+    "#",
+    "#frag",
+    "",
+    "?q",
+    "b",
+    "../b",
+    "./b",
+    "http://Other.org",
+    "https://x.org/a/../b",
+    "https://x.org/a?",
+    "http://x.org#f",
+    "HTTP://x.org/",
+    "mailto:a@b",
+    "javascript:x",
+    "/a;p?q#f",
+    "/%7Ea",
+    "/a b",
+    "  /trim  ",
+    "/a\tb",
+    "ftp://x/",
+    "http:",
+    "http:/x",
+    "/a#b#c",
+    "///x",
+]
 
 
 @pytest.mark.parametrize("base", [BASE, "http://example.com", "https://h.org:8443/a/b/?q#f"])
 def test_link_fast_paths_agree_with_urljoin(base: str) -> None:
     rng = random.Random(7)
-    hrefs = HREFS + ["".join(rng.choice("/.?#a:b") for _ in range(rng.randint(1, 8)))
-                     for _ in range(400)]
+    hrefs = HREFS + [
+        "".join(rng.choice("/.?#a:b") for _ in range(rng.randint(1, 8))) for _ in range(400)
+    ]
     resolver = _LinkResolver(base)
     for href in hrefs:
         cleaned = href.strip().replace("\t", "").replace("\n", "").replace("\r", "")

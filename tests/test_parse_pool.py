@@ -18,8 +18,14 @@ def run(items: list[str], time_limit_s: float = 30.0) -> tuple[list[tuple], Work
     inbox.put(END)
     out: list[tuple] = []
     try:
-        feed_worker(worker, inbox, lambda i, r, e: out.append((i, r, e)), time_limit_s,
-                    threading.Event(), END)
+        feed_worker(
+            worker,
+            inbox,
+            lambda i, r, e: out.append((i, r, e)),
+            time_limit_s,
+            threading.Event(),
+            END,
+        )
     finally:
         worker.stop()
     return out, worker
@@ -27,8 +33,7 @@ def run(items: list[str], time_limit_s: float = 30.0) -> tuple[list[tuple], Work
 
 def test_items_come_back_in_order() -> None:
     out, worker = run(["a", "b", "c"])
-    assert [(i, r, e) for i, r, e in out] == [("a", "A", None), ("b", "B", None),
-                                              ("c", "C", None)]
+    assert [(i, r, e) for i, r, e in out] == [("a", "A", None), ("b", "B", None), ("c", "C", None)]
     assert worker.replaced == 0
 
 
@@ -64,8 +69,10 @@ def test_a_worker_killed_while_idle_costs_no_item(tmp_path) -> None:
     inbox: queue.Queue = queue.Queue()
     inbox.put("a")
     out: list[tuple] = []
-    thread = threading.Thread(target=feed_worker, args=(
-        worker, inbox, lambda i, r, e: out.append((i, r, e)), 30.0, threading.Event(), END))
+    thread = threading.Thread(
+        target=feed_worker,
+        args=(worker, inbox, lambda i, r, e: out.append((i, r, e)), 30.0, threading.Event(), END),
+    )
     thread.start()
     deadline = time.monotonic() + 30
     while not out and time.monotonic() < deadline:
@@ -85,8 +92,9 @@ def test_abort_returns_promptly() -> None:
     inbox: queue.Queue = queue.Queue()
     inbox.put("hang")
     abort = threading.Event()
-    thread = threading.Thread(target=feed_worker,
-                              args=(worker, inbox, lambda *a: None, 60.0, abort, END))
+    thread = threading.Thread(
+        target=feed_worker, args=(worker, inbox, lambda *a: None, 60.0, abort, END)
+    )
     thread.start()
     time.sleep(0.5)
     abort.set()

@@ -21,7 +21,9 @@ def test_blank_and_comment_lines_are_skipped_but_counted() -> None:
 def test_bom_crlf_and_surrounding_space_are_tolerated() -> None:
     got = entries(b"\xef\xbb\xbf  http://a.example/p \r\n\thttps://b.example\r\n")
     assert [(e.line_no, e.normalized_url) for e in got] == [
-        (1, "http://a.example/p"), (2, "https://b.example/")]
+        (1, "http://a.example/p"),
+        (2, "https://b.example/"),
+    ]
 
 
 @pytest.mark.parametrize(
