@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+from array import array
 from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import SplitResult, urlsplit, urlunsplit
@@ -33,11 +34,11 @@ def read_url_list(stream: BinaryIO) -> Iterator[ListEntry]:
 
     Line numbers are physical (1-based, blank and comment lines counted).
     """
-    first_line_of: dict[int, int] = {}
+    seen = DuplicateIndex()
     for line_no, raw, whole in _physical_lines(stream):
         entry = _entry_for(line_no, raw) if whole else _too_long(line_no, raw)
         if isinstance(entry, UrlTask):
-            first = first_line_of.setdefault(_digest(entry.normalized_url), line_no)
+            first = seen.first_line(_digest(entry.normalized_url), line_no)
             if first != line_no:
                 yield DuplicateLine(line_no, entry.url, first)
                 continue
@@ -157,6 +158,46 @@ def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
     """Printable and at most `limit` characters: control characters escaped, end elided."""
     printable = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit + 1])
     return printable if len(printable) <= limit else printable[: limit - 1] + "…"
+
+
+class DuplicateIndex:
+    """URL digest → first line number, in two flat arrays (open addressing, linear probing).
+
+    A dict of int → int costs about 110 bytes an entry; this costs 24 at most (12-byte slots,
+    at most half full): 2.4 MB per 100,000 distinct URLs instead of 11 MB, the one part of
+    memory that grows with the list.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.keys = array("Q", bytes(8 * capacity))  # 0 marks an empty slot
+        self.lines = array("I", bytes(4 * capacity))  # 4-byte line numbers
+        self.count = 0
+
+    def first_line(self, digest: int, line_no: int) -> int:
+        """The line where `digest` was first seen; records `line_no` if it is new."""
+        digest = digest or 1
+        mask = len(self.keys) - 1
+        slot = digest & mask
+        while True:
+            key = self.keys[slot]
+            if key == digest:
+                return int(self.lines[slot])
+            if key == 0:
+                break
+            slot = (slot + 1) & mask
+        self.keys[slot], self.lines[slot] = digest, line_no
+        self.count += 1
+        if self.count * 2 > len(self.keys):
+            self._grow()
+        return line_no
+
+    def _grow(self) -> None:
+        old = zip(self.keys, self.lines, strict=True)
+        bigger = DuplicateIndex(len(self.keys) * 2)
+        for key, line in old:
+            if key:
+                bigger.first_line(key, line)
+        self.keys, self.lines, self.count = bigger.keys, bigger.lines, bigger.count
 
 
 def _digest(url: str) -> int:
