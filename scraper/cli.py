@@ -119,9 +119,17 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         names = [*short.get(name, []), flag_name(name)]
         help_text = f"{spec.metadata['help']} (default: {_shown_default(spec)})"
         kind = str(spec.type)
-        if kind == "bool":
+        if kind == "bool":  # --obey-robots / --no-obey-robots
             group.add_argument(
-                *names, dest=name, action="store_const", const=True, default=None, help=help_text
+                *names,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        elif kind == "list[int]":
+            group.add_argument(
+                *names, dest=name, type=_int_list, default=None, metavar="N,N,...", help=help_text
             )
         elif kind == "dict[str, str]":
             group.add_argument(
@@ -134,7 +142,15 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
                 help="extra request header (repeatable)",
             )
         else:
-            metavar = "|".join(spec.metadata["choices"]) if "choices" in spec.metadata else None
+            metavar = (
+                "|".join(spec.metadata["choices"])
+                if "choices" in spec.metadata
+                else (
+                    "SECONDS"
+                    if name.endswith("_s")
+                    else {"int": "N", "float": "X"}.get(kind, "TEXT")
+                )
+            )
             group.add_argument(
                 *names,
                 dest=name,
@@ -145,10 +161,20 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas: {text!r}"
+        ) from None
+
+
 def _shown_default(spec: Any) -> str:
-    if spec.default_factory is not dict and callable(spec.default_factory):
-        return str(spec.default_factory())
-    return "none" if spec.default_factory is dict else str(spec.default)
+    if callable(spec.default_factory):
+        value = spec.default_factory()
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value or "none")
+    return str(spec.default)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -356,6 +382,10 @@ def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCo
         args = parser.parse_args(argv)
         if args.pages < 1:
             parser.error("--pages must be at least 1")
+        # The demo site is ours and local: lift the per-host limits unless asked for.
+        for name, value in (("host_concurrency", 1000), ("host_delay_s", 0.0)):
+            if getattr(args, name) is None:
+                setattr(args, name, value)
         settings = settings_from_args(args)
     except SystemExit as exc:
         return ExitCode(int(exc.code or 0))

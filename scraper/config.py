@@ -30,8 +30,8 @@ FORMATS = ("jsonl", "csv")
 def _setting(default: Any, help: str, **rules: Any) -> Any:
     """A Settings field whose metadata drives validation, the flags and the reference docs."""
     meta = {"help": help, **rules}
-    if isinstance(default, dict):
-        return field(default_factory=lambda: dict(default), metadata=meta)
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -67,6 +67,38 @@ class Settings:
     )
     max_text_chars: int = _setting(
         20_000, "visible text kept per page, in characters", min=0, max=100_000_000
+    )
+    host_concurrency: int = _setting(2, "requests in flight to one host at most", min=1, max=1000)
+    host_delay_s: float = _setting(
+        0.5, "seconds between the starts of two requests to one host", min=0, max=3600
+    )
+    host_delay_jitter_s: float = _setting(
+        0.0, "up to this many seconds added at random to each host delay", min=0, max=3600
+    )
+    auto_throttle: bool = _setting(
+        False, "per-host delay follows the host's latency and doubles on 429/503"
+    )
+    obey_robots: bool = _setting(True, "fetch and obey each host's robots.txt")
+    retries: int = _setting(
+        2, "retries of a failed request (so attempts = retries + 1)", min=0, max=20
+    )
+    retry_statuses: list[int] = _setting(
+        [408, 429, 500, 502, 503, 504], "HTTP statuses that are retried"
+    )
+    retry_backoff_s: float = _setting(
+        1.0, "first retry waits about this long, then 2x, 4x... (with jitter)", min=0, max=600
+    )
+    max_retry_wait_s: float = _setting(
+        60.0, "cap on one retry's wait, Retry-After included", min=0, max=86400
+    )
+    block_private_addresses: bool = _setting(
+        False, "refuse URLs and redirects to loopback, private, link-local or metadata addresses"
+    )
+    max_pending_urls: int = _setting(
+        10_000, "URLs read ahead and waiting for their host's turn", min=1, max=10_000_000
+    )
+    max_failure_ratio: float = _setting(
+        0.0, "exit 1 only when more than this share of URL lines failed", min=0, max=1
     )
     output_dir: str = _setting("output", "folder for result files")
     format: str = _setting("jsonl", "record format: jsonl or csv", choices=FORMATS)
@@ -154,11 +186,20 @@ def check_value(name: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {value!r} is above the maximum {rules['max']}")
     if name == "headers":
         _check_headers(value, where)
+    if name == "retry_statuses":
+        value = _check_statuses(value, where)
     return value
 
 
 def _type_of(spec: dataclasses.Field[Any]) -> type:
-    names = {"int": int, "float": float, "str": str, "bool": bool, "dict[str, str]": dict}
+    names = {
+        "int": int,
+        "float": float,
+        "str": str,
+        "bool": bool,
+        "dict[str, str]": dict,
+        "list[int]": list,
+    }
     return names[str(spec.type)]
 
 
@@ -185,6 +226,13 @@ def _check_headers(value: dict[Any, Any], where: str) -> None:
             raise ConfigError(f"{where}: header names and values must be strings ({name!r})")
         if not name or any(c in name for c in ":\r\n ") or any(c in text for c in "\r\n"):
             raise ConfigError(f"{where}: invalid header {name!r}")
+
+
+def _check_statuses(value: list[Any], where: str) -> list[int]:
+    for status in value:
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise ConfigError(f"{where}: {status!r} is not an HTTP status (100-599)")
+    return sorted(set(value))
 
 
 def _read_config_text(path: Path) -> str:

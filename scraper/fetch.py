@@ -9,14 +9,18 @@ thread-safe to share).
 from __future__ import annotations
 
 import http
+import ipaddress
 import os
+import socket
 import time
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import urljoin
 
 import requests
 import urllib3
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.util import Retry
 
 from scraper.config import Settings
 from scraper.errors import PageError
@@ -24,6 +28,7 @@ from scraper.records import ErrorKind, FetchedPage, UrlTask
 from scraper.urls import InvalidUrl, normalize_url, redact_url
 
 CHUNK_BYTES = 64 * 1024
+ROBOTS_MAX_BYTES = 512 * 1024
 DRAIN_BYTES = 64 * 1024  # read at most this much of a redirect or error body to keep the socket
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -52,6 +57,7 @@ class FetchLimits:
     deadline_s: float
     max_body_bytes: int
     max_redirects: int
+    truncate_body: bool = False  # keep the first max_body_bytes instead of failing (robots.txt)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FetchLimits:
@@ -66,8 +72,26 @@ class FetchLimits:
 
 def page_error_from(exc: Exception) -> PageError:
     """Translate a transport exception; used as `raise page_error_from(e) from e`."""
+    blocked = _blocked_cause(exc)
+    if blocked is not None:
+        return PageError(ErrorKind.BLOCKED_ADDRESS, str(blocked))
     kind = next((k for source, k in _KINDS if isinstance(exc, source)), ErrorKind.INTERNAL)
     return PageError(kind, _one_line(f"{type(exc).__name__}: {exc}"))
+
+
+def _blocked_cause(exc: BaseException) -> BlockedAddress | None:
+    """requests wraps the connection's error in MaxRetryError in ConnectionError: dig."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BlockedAddress):
+            return item
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        stack.extend([*item.args, getattr(item, "reason", None), item.__cause__, item.__context__])
+    return None
 
 
 def new_session(settings: Settings) -> requests.Session:
@@ -76,7 +100,43 @@ def new_session(settings: Settings) -> requests.Session:
     session.headers["User-Agent"] = settings.user_agent
     session.headers.update(settings.headers)
     _apply_environment(session)
+    if settings.block_private_addresses:
+        for prefix in ("http://", "https://"):
+            session.mount(prefix, _GuardedAdapter())
     return session
+
+
+def retry_after_s(headers: dict[str, str]) -> float | None:
+    """Seconds from a Retry-After header (seconds or HTTP-date); None when absent or invalid."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(Retry().parse_retry_after(value))
+    except urllib3.exceptions.InvalidHeader:
+        return None
+
+
+def fetch_robots(
+    session: requests.Session, url: str, limits: FetchLimits
+) -> tuple[int, bytes] | None:
+    """(status, body) of a robots.txt, redirects followed (RFC 9309: at least 5); None when
+    the host cannot be reached or the fetch fails."""
+    robots_limits = FetchLimits(
+        limits.connect_timeout_s,
+        limits.read_timeout_s,
+        limits.deadline_s,
+        ROBOTS_MAX_BYTES,
+        max(5, limits.max_redirects),
+        truncate_body=True,  # RFC 9309 §2.5: parse the first 500 KiB at least
+    )
+    try:
+        page = fetch_page(session, UrlTask(0, url, url), robots_limits)
+    except PageError as exc:
+        if exc.kind is ErrorKind.BLOCKED_ADDRESS:
+            raise  # the page's own outcome, not a robots.txt problem
+        return None
+    return page.status, page.body
 
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -103,16 +163,46 @@ def _apply_environment(session: requests.Session) -> None:
         session.verify = bundle
 
 
-def fetch_page(session: requests.Session, task: UrlTask, limits: FetchLimits) -> FetchedPage:
+class RequestGate(Protocol):
+    """Politeness around each request of a page (redirect hops included)."""
+
+    def enter(self, url: str, deadline: float) -> None:
+        """Wait for the host's turn; raises PageError (robots, blocked, deadline)."""
+
+    def leave(self, url: str) -> None:
+        """The request to `url` is over."""
+
+
+class _OpenGate:
+    def enter(self, url: str, deadline: float) -> None:
+        pass
+
+    def leave(self, url: str) -> None:
+        pass
+
+
+def fetch_page(
+    session: requests.Session,
+    task: UrlTask,
+    limits: FetchLimits,
+    gate: RequestGate | None = None,
+    attempts: int = 1,
+) -> FetchedPage:
     """GET one URL, following redirects by hand; raises PageError.
 
     A final 4xx/5xx is returned, with an empty body, for the caller to judge.
     """
+    gate = gate or _OpenGate()
     started = time.monotonic()
     url = task.normalized_url
     seen = {url}
     for _hop in range(limits.max_redirects + 1):
-        resp = _get(session, url, started, limits)
+        gate.enter(url, started + limits.deadline_s)
+        try:
+            resp = _get(session, url, started, limits)
+        except PageError:
+            gate.leave(url)
+            raise
         try:
             if resp.status_code in REDIRECT_STATUSES and "location" in resp.headers:
                 url = _next_hop(url, resp.headers["location"], seen)
@@ -125,13 +215,14 @@ def fetch_page(session: requests.Session, task: UrlTask, limits: FetchLimits) ->
                 status=resp.status_code,
                 headers={k.lower(): v for k, v in resp.headers.items()},
                 body=body,
-                attempts=1,
+                attempts=attempts,
                 elapsed_s=time.monotonic() - started,
             )
         except TRANSPORT_ERRORS as exc:
             raise page_error_from(exc) from exc
         finally:
             resp.close()
+            gate.leave(url)
     raise PageError(ErrorKind.REDIRECTS, f"more than {limits.max_redirects} redirects")
 
 
@@ -176,6 +267,8 @@ def _read_body(resp: requests.Response, started: float, limits: FetchLimits) -> 
     while chunk := resp.raw.read1(CHUNK_BYTES, decode_content=True):
         body += chunk
         if len(body) > limits.max_body_bytes:
+            if limits.truncate_body:
+                return bytes(body[: limits.max_body_bytes])
             raise PageError(ErrorKind.TOO_LARGE, f"body over {limits.max_body_bytes} bytes")
         if time.monotonic() - started > limits.deadline_s:
             raise PageError(ErrorKind.TIMEOUT, f"page took over {limits.deadline_s:g}s")
@@ -193,3 +286,87 @@ def _drain(resp: requests.Response) -> bytes:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())[:500]
+
+
+# -- block_private_addresses: checked on the connected socket, so DNS tricks cannot dodge it ----
+
+
+class BlockedAddress(OSError):
+    """The host resolved to an address the settings refuse."""
+
+
+METADATA_ADDRESSES = {
+    ipaddress.ip_address("169.254.169.254"),
+    ipaddress.ip_address("fd00:ec2::254"),
+}
+
+
+def refused_address(address: str) -> bool:
+    """Loopback, private, link-local, reserved, multicast or cloud metadata addresses."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_multicast
+        or ip.is_unspecified
+        or ip in METADATA_ADDRESSES
+    )
+
+
+def _precheck(host: str, port: int) -> None:
+    """Refuse before connecting, so not even a SYN goes to a refused address."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # the connection attempt reports the resolution failure itself
+    for info in infos:
+        address = str(info[4][0])
+        if refused_address(address):
+            raise BlockedAddress(
+                f"{host} resolves to {address}, a private or local address "
+                "(block_private_addresses)"
+            )
+
+
+def _checked(sock: socket.socket, host: str) -> socket.socket:
+    """Check again on the connected socket: DNS may answer differently the second time."""
+    peer = sock.getpeername()[0]
+    if refused_address(peer):
+        sock.close()
+        raise BlockedAddress(
+            f"{host} resolves to {peer}, a private or local address (block_private_addresses)"
+        )
+    return sock
+
+
+class _GuardedHTTPConnection(urllib3.connection.HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        _precheck(self.host, self.port)
+        return _checked(super()._new_conn(), self.host)
+
+
+class _GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        _precheck(self.host, self.port)
+        return _checked(super()._new_conn(), self.host)
+
+
+class _GuardedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _GuardedHTTPPool,
+            "https": _GuardedHTTPSPool,
+        }

@@ -1,9 +1,10 @@
 """The only wiring: bounded queues between the list reader, the download threads, the parse
 workers and the record writer; start-up, shutdown and counts.
 
-    reader thread ─url_q─▶ download threads (one Session each) ─parse_q─▶ feeder threads ⇄ parse
-          │                      │                                          processes
-          └──── invalid, duplicate, failed ──────────▶ record_q ◀── parsed ──┘
+    reader ─▶ HostScheduler ─▶ download threads (one Session each) ─parse_q─▶ feeders ⇄ parse
+      │      (per-host queues,        │       ▲ retries go back                      processes
+      │       slots and delays)       │       │ to the scheduler                         │
+      └──── invalid, duplicate ─────────── failed ──────────▶ record_q ◀── parsed ───────┘
                                                           │
                                          main thread: sink.write + progress bar
 
@@ -26,9 +27,24 @@ from typing import Any, BinaryIO
 
 from scraper.config import Settings
 from scraper.errors import PageError
-from scraper.fetch import FetchLimits, fetch_page, new_session, status_message
+from scraper.fetch import (
+    FetchLimits,
+    fetch_page,
+    fetch_robots,
+    new_session,
+    retry_after_s,
+    status_message,
+)
 from scraper.parse import ParseOptions, parse_page
 from scraper.parse_pool import Job, Worker, feed_worker
+from scraper.politeness import (
+    HostScheduler,
+    Lease,
+    PoliteGate,
+    Queued,
+    RobotsCache,
+    retry_delay_s,
+)
 from scraper.records import (
     DuplicateLine,
     ErrorInfo,
@@ -105,7 +121,8 @@ class Pipeline:
         self.threads = settings.threads
         self.processes = settings.effective_processes()
         self.limits = FetchLimits.from_settings(settings)
-        self.url_q: queue.Queue[Any] = queue.Queue(maxsize=self.threads * 2)
+        self.scheduler = HostScheduler(settings, self.events.stop, self.events.abort)
+        self.robots = RobotsCache(settings.user_agent) if settings.obey_robots else None
         self.parse_q: queue.Queue[Any] = queue.Queue(maxsize=self.processes * 4)
         self.record_q: queue.Queue[Any] = queue.Queue(maxsize=self.threads * 4)
         self.workers: list[Worker] = []
@@ -159,6 +176,9 @@ class Pipeline:
                 stop_seen_at = time.monotonic()
                 self.counts.interrupted = True
                 log.warning("stopping: finishing pages in flight (up to %gs)", grace_s)
+                for record in map(_unfinished, self.scheduler.stop()):
+                    write(record)
+                    self.counts.add(record)
             if stop_seen_at is not None and time.monotonic() - stop_seen_at > grace_s:
                 log.warning("pages still in flight after %gs; leaving them", grace_s)
                 self.counts.aborted = True
@@ -212,52 +232,100 @@ class Pipeline:
     # -- stage threads ----------------------------------------------------------------------
 
     def _read_list(self, lines: BinaryIO) -> None:
+        """Queue each URL line for its host; after a stop, read on and record the rest as
+        skipped, so that every URL line of the list still gets its record."""
+        skipping = False
         try:
             for entry in read_url_list(lines):
-                if self.events.stop.is_set() or self.events.abort.is_set():
-                    break
-                if isinstance(entry, UrlTask):
-                    ok = self._put(self.url_q, entry)
-                else:
-                    ok = self._put(self.record_q, _line_record(entry))
-                if not ok:
-                    break
+                if self.events.abort.is_set():
+                    return
+                if not isinstance(entry, UrlTask):
+                    self._put(self.record_q, _line_record(entry))
+                elif skipping or not self.scheduler.add(entry):
+                    if not skipping:
+                        skipping = True
+                        self._record_unfinished(self.scheduler.stop())
+                    self._put(self.record_q, _skipped(entry))
         except OSError as exc:
             log.error("reading the URL list failed: %s", exc)
         finally:
-            self._put_all(self.url_q, END, self.threads)
+            if self.events.stop.is_set() and not skipping:
+                self._record_unfinished(self.scheduler.stop())
+            self.scheduler.close()
+
+    def _record_unfinished(self, left: list[Queued]) -> None:
+        for queued in left:
+            if queued.last_error is None:
+                self._put(self.record_q, _skipped(queued.task))
+            else:  # waiting for a retry: its last failure is its outcome
+                self._put(
+                    self.record_q, _failed(queued.task, queued.last_error, {}, queued.attempt - 1)
+                )
 
     def _download(self, done: _Countdown) -> None:
         session = new_session(self.settings)
+
+        def robots_fetch(url: str) -> tuple[int, bytes] | None:
+            return fetch_robots(session, url, self.limits)
+
         try:
-            while (task := self._get(self.url_q)) is not END:
-                if self.events.stop.is_set():
-                    self._put(self.record_q, _skipped(task))
-                    continue
+            while (lease := self.scheduler.next_ready()) is not None:
                 if self.counts.first_request_s is None:
                     self.counts.first_request_s = time.monotonic() - self.counts.started
-                item = self._fetch(session, task)
-                queue_for = self.parse_q if isinstance(item, FetchedPage) else self.record_q
-                self._put(queue_for, item)
+                gate = PoliteGate(self.scheduler, lease, self.robots, robots_fetch)
+                item = self._fetch(session, lease, gate)
+                if item is not None:
+                    queue_for = self.parse_q if isinstance(item, FetchedPage) else self.record_q
+                    self._put(queue_for, item)
         finally:
             session.close()
             done.done()
 
-    def _fetch(self, session: Any, task: UrlTask) -> FetchedPage | PageRecord:
-        """The fetched page, or the failure record when there is nothing to parse."""
+    def _fetch(
+        self, session: Any, lease: Lease, gate: PoliteGate
+    ) -> FetchedPage | PageRecord | None:
+        """The fetched page, the failure record, or None when the URL was queued for a retry."""
+        task, attempt = lease.queued.task, lease.queued.attempt
+        started = time.monotonic()
+        page: FetchedPage | None = None
         try:
-            page = fetch_page(session, task, self.limits)
+            page = fetch_page(session, task, self.limits, gate, attempt)
+            error = None
+            if page.status >= 400:
+                error = ErrorInfo(ErrorKind.HTTP_STATUS, status_message(page.status))
         except PageError as exc:
-            return _failed(task, exc.info(), {}, attempts=1)
+            error = exc.info()
         except Exception as exc:  # a bug: record it as internal, keep the run going
             log.debug("internal error fetching %s", task.url, exc_info=True)
-            info = ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
-            return _failed(task, info, {}, attempts=1)
-        if page.status >= 400:
-            info = ErrorInfo(ErrorKind.HTTP_STATUS, status_message(page.status))
-            fields = {"final_url": page.final_url, "status": page.status}
-            return _failed(task, info, fields, page.attempts)
-        return page
+            error = ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+        status = page.status if page is not None else None
+        wait_s = retry_after_s(page.headers) if page is not None and status in (429, 503) else None
+        if error is not None and self._retryable(error, status, attempt):
+            delay = retry_delay_s(attempt, wait_s, self.settings)
+            if self.scheduler.retry(lease, delay, error):
+                log.info(
+                    "line %d: %s: %s; retry %d in %.1fs",
+                    task.line_no,
+                    task.url,
+                    error.message,
+                    attempt,
+                    delay,
+                )
+                self.scheduler.release(lease, None, status, wait_s)
+                return None
+        self.scheduler.release(lease, time.monotonic() - started, status, wait_s)
+        if error is None and page is not None:
+            return page
+        assert error is not None
+        fields = {"final_url": page.final_url, "status": page.status} if page else {}
+        return _failed(task, error, fields, attempt)
+
+    def _retryable(self, error: ErrorInfo, status: int | None, attempt: int) -> bool:
+        if attempt > self.settings.retries:
+            return False
+        if error.kind is ErrorKind.HTTP_STATUS:
+            return status in self.settings.retry_statuses
+        return error.kind in (ErrorKind.TIMEOUT, ErrorKind.CONNECTION)
 
     def _feed(self, worker: Worker, done: _Countdown) -> None:
         def emit(page: FetchedPage, fields: Any, error: ErrorInfo | None) -> None:
@@ -288,6 +356,14 @@ class Pipeline:
 def _failed(task: UrlTask, info: ErrorInfo, fields: dict[str, Any], attempts: int) -> PageRecord:
     log.warning("line %d: %s: %s: %s", task.line_no, task.url, info.kind.value, info.message)
     return PageRecord(task.line_no, task.url, Outcome.FAILED, fields, info, attempts)
+
+
+def _unfinished(queued: Queued) -> PageRecord:
+    """The record of a URL still queued when the run stopped."""
+    if queued.last_error is None:
+        return _skipped(queued.task)
+    # Waiting for a retry: its last failure is its outcome.
+    return _failed(queued.task, queued.last_error, {}, queued.attempt - 1)
 
 
 def _skipped(task: UrlTask) -> PageRecord:

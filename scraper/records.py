@@ -34,6 +34,7 @@ class ErrorKind(str, enum.Enum):
     TOO_LARGE = "too_large"
     REDIRECTS = "redirects"
     BAD_SCHEME = "bad_scheme"
+    BLOCKED_ADDRESS = "blocked_address"
     HTTP_STATUS = "http_status"
     ROBOTS = "robots"
     DECODE = "decode"

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from scraper.demo import DemoServer, DemoSite, check_records, demo_url_lines
-from tests.conftest import DEMO_PAGES, run_script, scrape_command
+from tests.conftest import DEMO_PAGES, UNLIMITED, run_script, scrape_command
 
 
 def demo_list(server: DemoServer, path: Path, pages: int = DEMO_PAGES) -> Path:
@@ -143,7 +143,7 @@ def test_a_killed_parse_worker_costs_at_most_its_pages(tmp_path) -> None:
     with DemoServer(n_pages=pages) as server:
         urls = demo_list(server, tmp_path / "urls.txt", pages)
         proc = subprocess.Popen(
-            [*scrape_command(), str(urls), "-o", "out", "--threads", "4", "--processes", "2", "-q"],
+            [*scrape_command(), str(urls), "-o", "out", "-t", "4", "-p", "2", "-q", *UNLIMITED],
             cwd=tmp_path,
             stderr=subprocess.PIPE,
             text=True,
@@ -181,11 +181,11 @@ def kill_one_parse_worker(pid: int) -> bool:
     return False
 
 
-def test_sigint_finishes_in_flight_pages_and_exits_130(tmp_path) -> None:
+def test_sigint_finishes_in_flight_pages_records_the_rest_and_exits_130(tmp_path) -> None:
     with DemoServer(n_pages=400, latency_s=0.2) as server:
         urls = demo_list(server, tmp_path / "urls.txt", 400)
         proc = subprocess.Popen(
-            [*scrape_command(), str(urls), "-o", "out", "--threads", "4", "-q"],
+            [*scrape_command(), str(urls), "-o", "out", "--threads", "4", "-q", *UNLIMITED],
             cwd=tmp_path,
             stderr=subprocess.PIPE,
             text=True,
@@ -198,6 +198,8 @@ def test_sigint_finishes_in_flight_pages_and_exits_130(tmp_path) -> None:
     summary = json.loads(next(out.glob("*.summary.json")).read_text())
     assert summary["interrupted"] is True and summary["exit_code"] == 130
     records = records_of(out)
-    assert 0 < len(records) < 400 and len(records) == summary["records"]
-    assert sum(summary["counts"].values()) == len(records)
+    # Every URL line still gets its record: the lines not fetched are `skipped`.
+    assert sorted(r["line"] for r in records) == list(range(1, 401))
+    assert len(records) == summary["records"] == sum(summary["counts"].values())
+    assert 0 < summary["counts"]["ok"] and 0 < summary["counts"]["skipped"]
     assert not list(out.glob("*.part"))
