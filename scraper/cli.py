@@ -242,7 +242,7 @@ def scrape(
                 sink.abandon()
                 raise
         console.close_bar()
-        code = _exit_code(counts, received)
+        code = _exit_code(counts, received, settings.max_failure_ratio)
         summary = run_summary(counts, code, sink.run_id, list_name)
         if counts.aborted:
             sink.abandon()
@@ -318,13 +318,15 @@ def _signals_to(events: RunEvents) -> Iterator[list[int]]:
             signal.signal(sig, old)
 
 
-def _exit_code(counts: RunCounts, received: list[int]) -> ExitCode:
+def _exit_code(counts: RunCounts, received: list[int], max_failure_ratio: float) -> ExitCode:
     if received:
         return ExitCode.TERMINATED if received[0] == signal.SIGTERM else ExitCode.INTERRUPTED
     if counts.interrupted:
         return ExitCode.INTERRUPTED
     bad = counts.by_outcome["failed"] + counts.by_outcome["invalid"]
-    return ExitCode.FAILED if bad else ExitCode.OK
+    if bad and bad / max(1, counts.records) > max_failure_ratio:
+        return ExitCode.FAILED
+    return ExitCode.OK
 
 
 def run_summary(counts: RunCounts, code: ExitCode, run_id: str, list_name: str) -> dict[str, Any]:

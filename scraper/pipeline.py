@@ -299,7 +299,10 @@ class Pipeline:
             log.debug("internal error fetching %s", task.url, exc_info=True)
             error = ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
         status = page.status if page is not None else None
-        wait_s = retry_after_s(page.headers) if page is not None and status in (429, 503) else None
+        wait_s = None
+        if page is not None and status in (429, 503):
+            wait_s = retry_after_s(page.headers)  # the host waits too, capped like the retry
+            wait_s = min(wait_s, self.settings.max_retry_wait_s) if wait_s is not None else None
         if error is not None and self._retryable(error, status, attempt):
             delay = retry_delay_s(attempt, wait_s, self.settings)
             if self.scheduler.retry(lease, delay, error):

@@ -34,7 +34,8 @@ def host_key(url: str) -> str:
     """What politeness limits count by: scheme, host and port (`https://example.com:443`)."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+    host = (parts.hostname or "").lower()
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 @dataclass
@@ -291,6 +292,7 @@ RobotsFetch = Callable[[str], "tuple[int, bytes] | None"]  # robots URL → (sta
 @dataclass
 class _RobotsEntry:
     ready: threading.Event = field(default_factory=threading.Event)
+    error: PageError | None = None  # the host itself is refused (block_private_addresses)
     parser: object | None = None  # a Protego instance; None with a verdict below
     allow_all: bool = False
     reason: str = ""
@@ -325,6 +327,8 @@ class RobotsCache:
             self._load(entry, key, fetch)
         elif not entry.ready.wait(120):
             raise PageError(ErrorKind.ROBOTS, "robots.txt of this host is still loading")
+        if entry.error is not None:
+            raise PageError(entry.error.kind, str(entry.error))
         if entry.allow_all:
             return None, owner
         if entry.parser is None:
@@ -340,6 +344,11 @@ class RobotsCache:
     def _load(self, entry: _RobotsEntry, key: str, fetch: RobotsFetch) -> None:
         try:
             got = fetch(key + "/robots.txt")
+        except PageError as exc:
+            entry.error = exc
+            entry.ready.set()
+            raise
+        try:
             if got is None:
                 entry.reason = "unreachable or timed out"
             elif 200 <= got[0] < 300:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import time
 from array import array
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -21,6 +22,7 @@ MAX_LINE_BYTES = 8192  # longer lines are reported invalid without ever being he
 SHOWN_CHARS = 200  # how much of an invalid line the record repeats
 DEFAULT_PORTS = {"http": 80, "https": 443}
 BOM = b"\xef\xbb\xbf"
+YIELD_EVERY = 1024  # lines between GIL releases: ~1 ms of reading (measured 1 µs a comment line)
 
 ListEntry = UrlTask | InvalidLine | DuplicateLine
 
@@ -54,6 +56,8 @@ def _physical_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
         if not raw:
             return
         line_no += 1
+        if line_no % YIELD_EVERY == 0:
+            time.sleep(0)  # a long stretch of skipped lines must not starve the other threads
         if line_no == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):

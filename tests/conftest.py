@@ -18,7 +18,7 @@ import pytest
 
 from scraper import cli
 from scraper.demo import DemoServer
-from tests.servers import fault_routes, serve
+from tests.servers import Served, fault_routes, serve
 
 DEMO_PAGES = 150
 
@@ -52,7 +52,7 @@ def demo() -> Iterator[DemoServer]:
 
 
 @pytest.fixture(scope="session")
-def faults() -> Iterator[tuple[str, list[str]]]:
+def faults() -> Iterator[Served]:
     with serve(fault_routes()) as served:
         yield served
 

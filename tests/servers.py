@@ -14,6 +14,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -249,30 +250,52 @@ class _Server(ThreadingHTTPServer):
         pass  # clients hanging up on fault routes is the point; keep test output clean
 
 
+@dataclass
+class Served:
+    """A running test server: its origin and what it saw."""
+
+    origin: str
+    paths: list[str] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() per request
+    max_in_flight: int = 0
+    in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __iter__(self) -> Iterator[object]:  # origin, paths = served
+        return iter((self.origin, self.paths))
+
+
 @contextlib.contextmanager
-def serve(routes: dict[str, Route]) -> Iterator[tuple[str, list[str]]]:
-    """Serve `routes` on 127.0.0.1; yields (origin, list of requested paths)."""
-    seen: list[str] = []
-    lock = threading.Lock()
+def serve(routes: dict[str, Route], host: str = "127.0.0.1") -> Iterator[Served]:
+    """Serve `routes` on a loopback address; yields a Served that records every request."""
+    served = Served("")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            with lock:
-                seen.append(self.path)
-            routes.get(self.path, not_found)(self)
+            with served.lock:
+                served.paths.append(self.path)
+                served.arrivals.append(time.monotonic())
+                served.in_flight += 1
+                served.max_in_flight = max(served.max_in_flight, served.in_flight)
+            try:
+                routes.get(self.path.partition("?")[0], not_found)(self)
+            finally:
+                with served.lock:
+                    served.in_flight -= 1
 
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = _Server(("127.0.0.1", 0), Handler)
+    server = _Server((host, 0), Handler)
+    served.origin = f"http://{host}:{server.server_port}"
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", seen
+        yield served
     finally:
         server.shutdown()
         server.server_close()
