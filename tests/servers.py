@@ -67,7 +67,7 @@ def redirect(location: str, code: int = 302) -> Route:
 
 def chain(handler: BaseHTTPRequestHandler) -> None:
     """/chain/N redirects to /chain/N-1; /chain/0 is a page."""
-    n = int(handler.path.rsplit("/", 1)[1])
+    n = int(handler.path.partition("?")[0].rsplit("/", 1)[1])
     if n == 0:
         ok(handler)
     else:
