@@ -8,11 +8,9 @@ import argparse
 import enum
 import io
 import logging
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
@@ -21,7 +19,7 @@ from scraper.config import SETTING_FIELDS, Settings, build_settings, default_con
 from scraper.errors import ConfigError
 
 if TYPE_CHECKING:
-    from scraper.pipeline import RunCounts, RunEvents
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +30,7 @@ class ExitCode(enum.IntEnum):
     OK = 0  # every URL line fetched and parsed (duplicates count as fine)
     FAILED = 1  # some URLs failed or some lines were invalid
     USAGE = 2  # bad command line, unreadable list, or a config error: nothing was fetched
+    LOCKED = 75  # EX_TEMPFAIL: another run holds the state; try again later
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
 
@@ -40,10 +39,11 @@ EXIT_CODES_HELP = """exit status:
   0    every URL line was fetched and parsed (duplicates count as fine)
   1    some URLs failed or some lines were invalid (see the records)
   2    usage or config error: nothing was fetched
+  75   another run holds the state's lock (EX_TEMPFAIL); nothing was fetched
   130  interrupted by Ctrl-C (SIGINT); 143 stopped by SIGTERM
 """
 
-SUBCOMMANDS = ("demo", "bench")
+SUBCOMMANDS = ("demo", "bench", "history", "report")
 
 
 def main(
@@ -60,6 +60,10 @@ def main(
     out = stdout if stdout is not None else sys.stdout
     if args_list and args_list[0] == "demo":
         return int(run_demo(args_list[1:], err, is_tty))
+    if args_list and args_list[0] in ("history", "report"):
+        from scraper.history import run_history
+
+        return int(run_history(args_list[0], args_list[1:], out, err))
     if args_list and args_list[0] == "bench":
         from scraper.bench import run_bench
 
@@ -79,16 +83,20 @@ def main(
     except ConfigError as exc:
         print(f"scrape: {exc}", file=err)
         return ExitCode.USAGE
+    from scraper.runner import RunOptions, scrape
+
     count_path = None if args.urls == "-" else Path(args.urls)
+    options = RunOptions(args.resume, args.full, args.wait_lock, args.debug)
     with lines:
-        return int(scrape(settings, lines, args.urls, err, is_tty, args.debug, count_path))
+        return int(scrape(settings, lines, args.urls, err, is_tty, options, count_path))
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of `scrape URLS`; one flag per setting, named after it."""
     parser = argparse.ArgumentParser(
         prog="scrape",
-        usage="scrape [options] URLS\n       scrape demo [options]\n       scrape bench [options]",
+        usage="scrape [options] URLS\n       scrape demo [options]\n       scrape bench [options]\n"
+        "       scrape history|report [-o DIR]",
         description="Fetch every URL in the list URLS (one per line; - for standard input) with "
         "a pool of download threads, parse the pages in worker processes, and write one record "
         "per line to the output folder. Settings come from config/scraper.yaml (or -c FILE); "
@@ -107,6 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="log details and tracebacks")
     parser.add_argument("--version", action="version", version=f"scrape {__version__}")
+    run = parser.add_argument_group("run modes (for cron)")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the last run that was killed: fetch only the lines it did not "
+        "record, and append to its file",
+    )
+    run.add_argument(
+        "--full",
+        action="store_true",
+        help="ignore what earlier runs stored: no conditional requests, parse all",
+    )
+    run.add_argument(
+        "--wait-lock",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a running scrape on the same state (default: exit 75 at once)",
+    )
     add_setting_flags(parser)
     return parser
 
@@ -201,78 +228,6 @@ def _parse_headers(values: list[str]) -> dict[str, str]:
     return headers
 
 
-def scrape(
-    settings: Settings,
-    lines: BinaryIO,
-    list_name: str,
-    stderr: TextIO,
-    is_tty: bool | None,
-    debug: bool = False,
-    count_path: Path | None = None,
-    on_record: Callable[[dict[str, Any]], None] | None = None,
-) -> ExitCode:
-    """Run one scrape of the URL lines in `lines` and report it; returns the exit code."""
-    from scraper.console import Console
-    from scraper.pipeline import Pipeline, RunEvents
-    from scraper.sinks import new_run_id, open_sink, prepare_output_dir
-
-    with Console(stderr, quiet=settings.quiet, debug=debug, is_tty=is_tty) as console:
-        try:
-            folder = prepare_output_dir(Path(settings.output_dir))
-        except ConfigError as exc:
-            console.error(str(exc))
-            return ExitCode.USAGE
-        limit_malloc_arenas()
-        events = RunEvents()
-        sink = open_sink(settings.format, folder, new_run_id())
-        console.start_bar(None)
-        if count_path is not None:
-            _count_lines_in_background(count_path, console)
-
-        def write(record: Any) -> None:
-            sink.write(record)
-            console.advance(record.outcome.value in ("failed", "invalid"))
-            if on_record is not None:
-                on_record(record.to_dict())
-
-        with _signals_to(events) as received:
-            try:
-                counts = Pipeline(settings, events).run(lines, write)
-            except BaseException:
-                sink.abandon()
-                raise
-        console.close_bar()
-        code = _exit_code(counts, received, settings.max_failure_ratio)
-        summary = run_summary(counts, code, sink.run_id, list_name)
-        if counts.aborted:
-            sink.abandon()
-            console.error(f"aborted; records so far are in {sink.part_path}")
-            return code
-        summary["output"] = str(sink.finish(summary))
-        console.summary(summary)
-        return code
-
-
-def limit_malloc_arenas(count: int = 2) -> None:
-    """Like MALLOC_ARENA_MAX=2, set before the download threads start (glibc only).
-
-    glibc gives each thread its own malloc arena, up to 8 per core; with 32 download threads
-    freeing page-sized buffers the arenas fragment and memory creeps up with the list's
-    length (measured: +10.5 MB from 1,000 to 20,000 URLs; +6.1 MB with 2 arenas).
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, count)
-    except (OSError, AttributeError):
-        pass  # not glibc (musl, for one): nothing to tune
-
-
-M_ARENA_MAX = -8  # from glibc's malloc.h
-
-
 def _open_list(urls: str, stdin: BinaryIO) -> BinaryIO:
     if urls == "-":
         return stdin
@@ -282,81 +237,10 @@ def _open_list(urls: str, stdin: BinaryIO) -> BinaryIO:
         raise ConfigError(f"{urls}: cannot read URL list: {exc.strerror}") from None
 
 
-def _count_lines_in_background(path: Path, console: Any) -> None:
-    """Give the bar its total without delaying the first request: count in another thread."""
-    if console.bar is None:
-        return
-
-    def count() -> None:
-        from scraper.urls import count_url_lines
-
-        try:
-            console.set_total(count_url_lines(path))
-        except OSError:
-            pass
-
-    threading.Thread(target=count, name="line-counter", daemon=True).start()
-
-
-@contextmanager
-def _signals_to(events: RunEvents) -> Iterator[list[int]]:
-    """SIGINT/SIGTERM set `stop` the first time and `abort` the second; nothing else."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        received.append(signum)
-        (events.abort if events.stop.is_set() else events.stop).set()
-
-    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for sig, old in saved.items():
-            signal.signal(sig, old)
-
-
-def _exit_code(counts: RunCounts, received: list[int], max_failure_ratio: float) -> ExitCode:
-    if received:
-        return ExitCode.TERMINATED if received[0] == signal.SIGTERM else ExitCode.INTERRUPTED
-    if counts.interrupted:
-        return ExitCode.INTERRUPTED
-    bad = counts.by_outcome["failed"] + counts.by_outcome["invalid"]
-    if bad and bad / max(1, counts.records) > max_failure_ratio:
-        return ExitCode.FAILED
-    return ExitCode.OK
-
-
-def run_summary(counts: RunCounts, code: ExitCode, run_id: str, list_name: str) -> dict[str, Any]:
-    """The machine-readable summary written beside the records and printed at the end."""
-    from datetime import timedelta
-
-    elapsed = counts.ended - counts.started
-    active = elapsed - (counts.first_request_s or 0.0)
-    outcomes = ("ok", "failed", "invalid", "duplicate", "skipped")
-    return {
-        "run": run_id,
-        "list": list_name,
-        "started_at": counts.started_at.isoformat(timespec="seconds"),
-        "ended_at": (counts.started_at + timedelta(seconds=elapsed)).isoformat(timespec="seconds"),
-        "elapsed_s": round(elapsed, 3),
-        "records": counts.records,
-        "counts": {name: counts.by_outcome[name] for name in outcomes},
-        "failed_by_kind": dict(counts.failed_by_kind),
-        "pages_per_s": round(counts.fetched / active, 2) if active > 0 else 0.0,
-        "body_bytes": counts.body_bytes,
-        "first_request_s": counts.first_request_s,
-        "parse_workers_replaced": counts.workers_replaced,
-        "interrupted": counts.interrupted,
-        "exit_code": int(code),
-    }
-
-
 def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCode:
     """`scrape demo`: serve the bundled site on 127.0.0.1, scrape it, check the records."""
     from scraper.demo import DemoServer, DemoSite, check_records, demo_url_lines
+    from scraper.runner import RunOptions, scrape
 
     parser = argparse.ArgumentParser(
         prog="scrape demo",
@@ -399,7 +283,8 @@ def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCo
             return _serve_until_interrupted(server, args.pages, stderr)
         records: list[dict[str, Any]] = []
         lines = io.BytesIO(b"".join(demo_url_lines(server.url, args.pages)))
-        code = scrape(settings, lines, "demo", stderr, is_tty, args.debug, None, records.append)
+        options = RunOptions(full=True, debug=args.debug)  # a fresh site each time
+        code = scrape(settings, lines, "demo", stderr, is_tty, options, None, records.append)
     problems = check_records(DemoSite(args.pages), server.url, records)
     if len(records) != args.pages:
         problems.append(f"{len(records)} records for {args.pages} URLs")

@@ -101,6 +101,20 @@ class Settings:
         0.0, "exit 1 only when more than this share of URL lines failed", min=0, max=1
     )
     output_dir: str = _setting("output", "folder for result files")
+    state_file: str = _setting(
+        "", "sqlite3 state (validators, run history, lock); empty: <output_dir>/state.sqlite"
+    )
+    changed_only: bool = _setting(False, "write records only for new and changed pages")
+    keep_runs: int = _setting(
+        0, "keep the newest N runs' files and delete older ones; 0: all", min=0, max=1_000_000
+    )
+    log_file: str = _setting("", "also log, with times, to this file (rotated by size)")
+    log_max_bytes: int = _setting(
+        10_000_000, "rotate log_file at this size (3 kept)", min=10_000, max=1 << 40
+    )
+    metrics_file: str = _setting(
+        "", "write the run's figures here in Prometheus text format (node_exporter textfile)"
+    )
     format: str = _setting("jsonl", "record format: jsonl or csv", choices=FORMATS)
     quiet: bool = _setting(False, "no progress bar and no summary; errors only")
 

@@ -62,8 +62,10 @@ class Console:
         logger = logging.getLogger(LOGGER_NAME)
         self._saved_level = logger.level
         # Quiet (cron): per-URL failures stay in the records and the summary, not on stderr.
+        # The logger passes INFO on for a log_file; the terminal shows warnings and up.
         level = logging.ERROR if self.quiet else logging.WARNING
-        logger.setLevel(logging.DEBUG if self.debug else level)
+        self._handler.setLevel(logging.DEBUG if self.debug else level)
+        logger.setLevel(logging.DEBUG if self.debug else logging.INFO)
         logger.addHandler(self._handler)
         logger.propagate = False
         return self

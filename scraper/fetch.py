@@ -8,6 +8,7 @@ thread-safe to share).
 
 from __future__ import annotations
 
+import hashlib
 import http
 import ipaddress
 import os
@@ -187,10 +188,12 @@ def fetch_page(
     limits: FetchLimits,
     gate: RequestGate | None = None,
     attempts: int = 1,
+    conditional: dict[str, str] | None = None,
 ) -> FetchedPage:
     """GET one URL, following redirects by hand; raises PageError.
 
-    A final 4xx/5xx is returned, with an empty body, for the caller to judge.
+    A final 4xx/5xx (and a 304 to the `conditional` headers, sent with the first request) is
+    returned, with an empty body, for the caller to judge.
     """
     gate = gate or _OpenGate()
     started = time.monotonic()
@@ -199,7 +202,7 @@ def fetch_page(
     for _hop in range(limits.max_redirects + 1):
         gate.enter(url, started + limits.deadline_s)
         try:
-            resp = _get(session, url, started, limits)
+            resp = _get(session, url, started, limits, conditional if _hop == 0 else None)
         except PageError:
             gate.leave(url)
             raise
@@ -208,7 +211,8 @@ def fetch_page(
                 url = _next_hop(url, resp.headers["location"], seen)
                 _drain(resp)
                 continue
-            body = _read_body(resp, started, limits) if resp.status_code < 400 else _drain(resp)
+            ok = 200 <= resp.status_code < 300
+            body = _read_body(resp, started, limits) if ok else _drain(resp)
             return FetchedPage(
                 task=task,
                 final_url=url,
@@ -217,6 +221,8 @@ def fetch_page(
                 body=body,
                 attempts=attempts,
                 elapsed_s=time.monotonic() - started,
+                # hashed here, GIL released, so an unchanged page need not go to a parser
+                content_hash=("sha256:" + hashlib.sha256(body).hexdigest()) if ok else "",
             )
         except TRANSPORT_ERRORS as exc:
             raise page_error_from(exc) from exc
@@ -235,14 +241,20 @@ def status_message(status: int) -> str:
 
 
 def _get(
-    session: requests.Session, url: str, started: float, limits: FetchLimits
+    session: requests.Session,
+    url: str,
+    started: float,
+    limits: FetchLimits,
+    headers: dict[str, str] | None = None,
 ) -> requests.Response:
     remaining = limits.deadline_s - (time.monotonic() - started)
     if remaining <= 0:
         raise PageError(ErrorKind.TIMEOUT, f"page took over {limits.deadline_s:g}s")
     timeouts = (min(limits.connect_timeout_s, remaining), min(limits.read_timeout_s, remaining))
     try:
-        return session.get(url, stream=True, allow_redirects=False, timeout=timeouts)
+        return session.get(
+            url, stream=True, allow_redirects=False, timeout=timeouts, headers=headers
+        )
     except TRANSPORT_ERRORS as exc:
         raise page_error_from(exc) from exc
 

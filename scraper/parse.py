@@ -61,7 +61,7 @@ def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
         "links": [],
         "text": "",
         "word_count": 0,
-        "content_hash": "sha256:" + hashlib.sha256(page.body).hexdigest(),
+        "content_hash": page.content_hash or content_hash(page.body),
         "body_bytes": len(page.body),
     }
     if content_type not in HTML_TYPES or not page.body.strip():
@@ -78,6 +78,11 @@ def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
     fields["word_count"] = len(words)
     fields["text"] = _capped(words, options.max_text_chars)
     return fields
+
+
+def content_hash(body: bytes) -> str:
+    """The record's `content_hash`: sha256 of the (decoded) body."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 def media_type(content_type: str) -> str:

@@ -16,6 +16,7 @@ flight, read no more) or `abort` (leave now); this module's main loop does the r
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import queue
 import threading
@@ -53,9 +54,12 @@ from scraper.records import (
     InvalidLine,
     Outcome,
     PageRecord,
+    PageState,
     UrlTask,
+    Validators,
 )
-from scraper.urls import read_url_list
+from scraper.state import StateStore
+from scraper.urls import read_url_list, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +91,18 @@ class RunCounts:
     interrupted: bool = False
     aborted: bool = False
     workers_replaced: int = 0
+    changed: int = 0  # new or changed pages
+    resumed_records: int = 0  # records already written by the killed run being resumed
 
     def add(self, record: PageRecord) -> None:
         self.records += 1
         self.by_outcome[record.outcome.value] += 1
         if record.error is not None and record.outcome is Outcome.FAILED:
             self.failed_by_kind[record.error.kind.value] += 1
-        if record.outcome in (Outcome.OK, Outcome.FAILED) and record.attempts:
+        if record.outcome in (Outcome.OK, Outcome.FAILED, Outcome.UNCHANGED) and record.attempts:
             self.fetched += 1
+        if record.outcome is Outcome.OK and record.state is not None and record.state.changed:
+            self.changed += 1
         self.body_bytes += int(record.fields.get("body_bytes") or 0)
 
 
@@ -115,9 +123,22 @@ class _Countdown:
 class Pipeline:
     """One run: `run(lines, write)` returns the counts once every record has been written."""
 
-    def __init__(self, settings: Settings, events: RunEvents | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        events: RunEvents | None = None,
+        state: StateStore | None = None,
+        incremental: bool = True,
+        skip_lines: frozenset[int] = frozenset(),
+    ) -> None:
+        """`state` gives each URL's last validators; with `incremental` they make conditional
+        requests and spare unchanged pages the parser. Lines in `skip_lines` already have
+        their records (a resumed run) and are passed over."""
         self.settings = settings
         self.events = events or RunEvents()
+        self.state = state
+        self.incremental = incremental
+        self.skip_lines = skip_lines
         self.threads = settings.threads
         self.processes = settings.effective_processes()
         self.limits = FetchLimits.from_settings(settings)
@@ -239,6 +260,8 @@ class Pipeline:
             for entry in read_url_list(lines):
                 if self.events.abort.is_set():
                     return
+                if entry.line_no in self.skip_lines:
+                    continue
                 if not isinstance(entry, UrlTask):
                     self._put(self.record_q, _line_record(entry))
                 elif skipping or not self.scheduler.add(entry):
@@ -284,12 +307,15 @@ class Pipeline:
     def _fetch(
         self, session: Any, lease: Lease, gate: PoliteGate
     ) -> FetchedPage | PageRecord | None:
-        """The fetched page, the failure record, or None when the URL was queued for a retry."""
+        """The fetched page, the record when there is nothing to parse, or None when the URL
+        was queued for a retry."""
         task, attempt = lease.queued.task, lease.queued.attempt
+        known = self._known(task)
         started = time.monotonic()
         page: FetchedPage | None = None
         try:
-            page = fetch_page(session, task, self.limits, gate, attempt)
+            conditional = _conditional(known) if self.incremental else None
+            page = fetch_page(session, task, self.limits, gate, attempt, conditional)
             error = None
             if page.status >= 400:
                 error = ErrorInfo(ErrorKind.HTTP_STATUS, status_message(page.status))
@@ -317,11 +343,19 @@ class Pipeline:
                 self.scheduler.release(lease, None, status, wait_s)
                 return None
         self.scheduler.release(lease, time.monotonic() - started, status, wait_s)
-        if error is None and page is not None:
-            return page
-        assert error is not None
-        fields = {"final_url": page.final_url, "status": page.status} if page else {}
-        return _failed(task, error, fields, attempt)
+        if error is not None or page is None:
+            assert error is not None
+            fields = {"final_url": page.final_url, "status": page.status} if page else {}
+            return _failed(task, error, fields, attempt)
+        same = known is not None and page.content_hash == known.content_hash
+        if page.status == 304 or (same and self.incremental):
+            return _unchanged(task, page, known)
+        return dataclasses.replace(page, changed=False) if same else page
+
+    def _known(self, task: UrlTask) -> Validators | None:
+        if self.state is None:
+            return None
+        return self.state.lookup(state_key(task))
 
     def _retryable(self, error: ErrorInfo, status: int | None, attempt: int) -> bool:
         if attempt > self.settings.retries:
@@ -333,8 +367,16 @@ class Pipeline:
     def _feed(self, worker: Worker, done: _Countdown) -> None:
         def emit(page: FetchedPage, fields: Any, error: ErrorInfo | None) -> None:
             if error is None:
+                state = PageState(
+                    state_key(page.task),
+                    Outcome.OK.value,
+                    page.status,
+                    None,
+                    _validators(page, None),
+                    changed=page.changed,
+                )
                 record = PageRecord(
-                    page.task.line_no, page.task.url, Outcome.OK, fields, None, page.attempts
+                    page.task.line_no, page.task.url, Outcome.OK, fields, None, page.attempts, state
                 )
             else:
                 known = {"final_url": page.final_url, "status": page.status}
@@ -358,7 +400,51 @@ class Pipeline:
 
 def _failed(task: UrlTask, info: ErrorInfo, fields: dict[str, Any], attempts: int) -> PageRecord:
     log.warning("line %d: %s: %s: %s", task.line_no, task.url, info.kind.value, info.message)
-    return PageRecord(task.line_no, task.url, Outcome.FAILED, fields, info, attempts)
+    state = PageState(
+        state_key(task),
+        Outcome.FAILED.value,
+        fields.get("status"),
+        f"{info.kind.value}: {info.message}",
+        None,
+        changed=False,
+    )
+    return PageRecord(task.line_no, task.url, Outcome.FAILED, fields, info, attempts, state)
+
+
+def state_key(task: UrlTask) -> str:
+    """How the state store names a URL: normalised, password masked."""
+    return redact_url(task.normalized_url)
+
+
+def _conditional(known: Validators | None) -> dict[str, str] | None:
+    """If-None-Match / If-Modified-Since from what the last run learnt (RFC 9110 §13.1)."""
+    if known is None:
+        return None
+    headers = {}
+    if known.etag:
+        headers["If-None-Match"] = known.etag
+    if known.last_modified:
+        headers["If-Modified-Since"] = known.last_modified
+    return headers or None
+
+
+def _validators(page: FetchedPage, known: Validators | None) -> Validators:
+    etag = page.headers.get("etag") or (known.etag if known else None)
+    modified = page.headers.get("last-modified") or (known.last_modified if known else None)
+    return Validators(etag, modified, page.content_hash or (known.content_hash if known else None))
+
+
+def _unchanged(task: UrlTask, page: FetchedPage, known: Validators | None) -> PageRecord:
+    validators = _validators(page, known)
+    fields = {
+        "final_url": page.final_url,
+        "status": page.status,
+        "content_hash": validators.content_hash,
+    }
+    state = PageState(
+        state_key(task), Outcome.UNCHANGED.value, page.status, None, validators, changed=False
+    )
+    return PageRecord(task.line_no, task.url, Outcome.UNCHANGED, fields, None, page.attempts, state)
 
 
 def _unfinished(queued: Queued) -> PageRecord:

@@ -20,6 +20,7 @@ class Outcome(str, enum.Enum):
     INVALID = "invalid"
     DUPLICATE = "duplicate"
     SKIPPED = "skipped"  # not fetched: the run was interrupted first
+    UNCHANGED = "unchanged"  # 304, or the same content as last time: not parsed
 
     def __str__(self) -> str:
         return self.value
@@ -79,6 +80,8 @@ class FetchedPage(_FastPickle):
     body: bytes  # content-decoded, at most max_body_bytes
     attempts: int
     elapsed_s: float
+    content_hash: str = ""  # "sha256:<hex>" of body; "" when not computed
+    changed: bool = True  # False when the body hashes as it did last run (with --full)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,27 @@ class ErrorInfo:
 
     kind: ErrorKind
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What a fetch learnt of a URL, for a conditional request next time."""
+
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageState:
+    """What a finished record tells the state store about its URL (not written out)."""
+
+    url: str  # normalised, password masked
+    outcome: str
+    status: int | None
+    error: str | None
+    validators: Validators | None  # None when the fetch failed
+    changed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +123,7 @@ class PageRecord:
     fields: dict[str, Any] = field(default_factory=dict)
     error: ErrorInfo | None = None
     attempts: int = 0
+    state: PageState | None = None  # for the state store; not part of the output
 
     def to_dict(self) -> dict[str, Any]:
         """The record as written: line, url, outcome, attempts, then fields or error."""

@@ -81,12 +81,14 @@ class RecordSink:
 
     extension = "jsonl"
 
-    def __init__(self, folder: Path, run_id: str) -> None:
+    def __init__(self, folder: Path, run_id: str, append: bool = False) -> None:
+        """A new run's file, or with `append` the .part file of the killed run `run_id`."""
         self.folder = folder
-        self.run_id = self._unique(run_id)
+        self.run_id = run_id if append else self._unique(run_id)
         self.final_path = folder / f"{self.run_id}.{self.extension}"
         self.part_path = folder / f"{self.run_id}.{self.extension}.part"
-        self.handle: io.BufferedWriter = open(self.part_path, "xb")  # noqa: SIM115
+        self.appending = append
+        self.handle: io.BufferedWriter = open(self.part_path, "ab" if append else "xb")  # noqa: SIM115
         self.count = 0
 
     def _unique(self, run_id: str) -> str:
@@ -142,12 +144,13 @@ class CsvSink(RecordSink):
 
     extension = "csv"
 
-    def __init__(self, folder: Path, run_id: str) -> None:
-        super().__init__(folder, run_id)
+    def __init__(self, folder: Path, run_id: str, append: bool = False) -> None:
+        super().__init__(folder, run_id, append)
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer)
-        self._writer.writerow(CSV_COLUMNS)
-        self.handle.write(self._take())
+        if not append:
+            self._writer.writerow(CSV_COLUMNS)
+            self.handle.write(self._take())
 
     def _take(self) -> bytes:
         text = self._buffer.getvalue()
@@ -165,9 +168,10 @@ class CsvSink(RecordSink):
         return self._take()
 
 
-def open_sink(fmt: str, folder: Path, run_id: str) -> RecordSink:
+def open_sink(fmt: str, folder: Path, run_id: str, append: bool = False) -> RecordSink:
     """The sink for a `format` setting."""
-    return CsvSink(folder, run_id) if fmt == "csv" else JsonLinesSink(folder, run_id)
+    sink = CsvSink if fmt == "csv" else JsonLinesSink
+    return sink(folder, run_id, append)
 
 
 def _atomic_write(path: Path, text: str) -> None:

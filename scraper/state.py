@@ -1,0 +1,234 @@
+"""Run state in sqlite3, beside the records: the run lock, per-URL validators (ETag,
+Last-Modified, content hash) for incremental runs, and the history of runs.
+
+One connection, shared by the download threads (lookups) and the main thread (updates) under
+a lock; updates are batched into a transaction a second. Knows nothing of HTTP or parsing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from scraper.errors import ScraperError
+from scraper.records import PageState, Validators
+
+COMMIT_EVERY_S = 1.0
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pages (
+    url TEXT PRIMARY KEY,         -- normalised, password masked
+    etag TEXT,
+    last_modified TEXT,
+    content_hash TEXT,
+    last_status INTEGER,
+    last_outcome TEXT,
+    last_error TEXT,
+    fetched_at REAL,              -- unix time of the last fetch
+    changed_at REAL,              -- unix time the content last changed
+    failures INTEGER NOT NULL DEFAULT 0   -- failed runs in a row
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    run TEXT PRIMARY KEY,
+    list TEXT,
+    started_at TEXT,
+    ended_at TEXT,
+    exit_code INTEGER,
+    summary TEXT                  -- the run's summary JSON, once it ended
+);
+"""
+
+
+class Locked(ScraperError):
+    """Another run holds the state's lock: exit 75 (EX_TEMPFAIL), try again later."""
+
+    exit_code = 75
+
+
+class RunLock:
+    """An OS file lock (flock): released by the kernel when the process dies, so a killed run
+    never leaves a stale lock behind, unlike a pid file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: Any = None
+
+    def acquire(self, wait_s: float = 0.0) -> None:
+        """Take the lock, waiting up to `wait_s`; raises Locked."""
+        handle = open(self.path, "a+")  # noqa: SIM115 (held open for the whole run)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    handle.close()
+                    raise Locked(
+                        f"{self.path}: another scrape run holds this state "
+                        f"(pid {holder}); try later or use --wait-lock"
+                    ) from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+
+
+class StateStore:
+    """The state database; thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._in_transaction = False
+        self._last_commit = time.monotonic()
+
+    def lookup(self, url: str) -> Validators | None:
+        """The validators stored for `url`, if it was fetched before."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT etag, last_modified, content_hash FROM pages WHERE url = ?", (url,)
+            ).fetchone()
+        return Validators(*row) if row else None
+
+    def update(self, page: PageState, now: float) -> None:
+        """Store what a finished record says of its URL (batched; see flush)."""
+        with self._lock:
+            self._begin()
+            if page.validators is not None:
+                v = page.validators
+                self._db.execute(
+                    "INSERT INTO pages (url, etag, last_modified, content_hash, last_status,"
+                    " last_outcome, last_error, fetched_at, changed_at, failures)"
+                    " VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, 0)"
+                    " ON CONFLICT(url) DO UPDATE SET etag = coalesce(excluded.etag, etag),"
+                    " last_modified = coalesce(excluded.last_modified, last_modified),"
+                    " content_hash = coalesce(excluded.content_hash, content_hash),"
+                    " last_status = excluded.last_status, last_outcome = excluded.last_outcome,"
+                    " last_error = NULL, fetched_at = excluded.fetched_at,"
+                    " changed_at = CASE WHEN ? THEN excluded.fetched_at ELSE changed_at END,"
+                    " failures = 0",
+                    (
+                        page.url,
+                        v.etag,
+                        v.last_modified,
+                        v.content_hash,
+                        page.status,
+                        page.outcome,
+                        now,
+                        now,
+                        page.changed,
+                    ),
+                )
+            else:
+                self._db.execute(
+                    "INSERT INTO pages (url, last_status, last_outcome, last_error, fetched_at,"
+                    " failures) VALUES (?, ?, ?, ?, ?, 1)"
+                    " ON CONFLICT(url) DO UPDATE SET last_status = excluded.last_status,"
+                    " last_outcome = excluded.last_outcome, last_error = excluded.last_error,"
+                    " fetched_at = excluded.fetched_at, failures = failures + 1",
+                    (page.url, page.status, page.outcome, page.error, now),
+                )
+            if time.monotonic() - self._last_commit > COMMIT_EVERY_S:
+                self._commit()
+
+    def begin_run(self, run: str, list_name: str, started_at: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO runs (run, list, started_at) VALUES (?, ?, ?)",
+                (run, list_name, started_at),
+            )
+
+    def end_run(self, summary: dict[str, Any]) -> None:
+        with self._lock:
+            self._commit()
+            self._db.execute(
+                "UPDATE runs SET ended_at = ?, exit_code = ?, summary = ? WHERE run = ?",
+                (summary["ended_at"], summary["exit_code"], json.dumps(summary), summary["run"]),
+            )
+
+    def unfinished_run(self) -> tuple[str, str] | None:
+        """(run, list) of the newest run that never ended (killed), if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT run, list FROM runs WHERE ended_at IS NULL ORDER BY run DESC LIMIT 1"
+            ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def abandon_unfinished(self) -> None:
+        """Mark killed runs as over, so a later --resume does not pick them up."""
+        with self._lock:
+            self._db.execute("UPDATE runs SET ended_at = 'abandoned' WHERE ended_at IS NULL")
+
+    def history(self, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT run, list, started_at, ended_at, exit_code, summary FROM runs"
+                " ORDER BY run DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            {
+                "run": r[0],
+                "list": r[1],
+                "started_at": r[2],
+                "ended_at": r[3],
+                "exit_code": r[4],
+                "summary": json.loads(r[5]) if r[5] else None,
+            }
+            for r in rows
+        ]
+
+    def failing(self, min_failures: int, limit: int) -> list[dict[str, Any]]:
+        """URLs that failed in at least `min_failures` runs in a row, worst first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT url, failures, last_status, last_error, fetched_at FROM pages"
+                " WHERE failures >= ? ORDER BY failures DESC, url LIMIT ?",
+                (min_failures, limit),
+            ).fetchall()
+        return [
+            {
+                "url": r[0],
+                "failures": r[1],
+                "last_status": r[2],
+                "last_error": r[3],
+                "fetched_at": r[4],
+            }
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._commit()
+            self._db.close()
+
+    def _begin(self) -> None:
+        if not self._in_transaction:
+            self._db.execute("BEGIN")
+            self._in_transaction = True
+
+    def _commit(self) -> None:
+        if self._in_transaction:
+            self._db.execute("COMMIT")
+            self._in_transaction = False
+        self._last_commit = time.monotonic()
