@@ -86,7 +86,7 @@ def main(
     from scraper.runner import RunOptions, scrape
 
     count_path = None if args.urls == "-" else Path(args.urls)
-    options = RunOptions(args.resume, args.full, args.wait_lock, args.debug)
+    options = RunOptions(args.resume, args.full, args.wait_lock, args.debug, not args.no_state)
     with lines:
         return int(scrape(settings, lines, args.urls, err, is_tty, options, count_path))
 
@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--full",
         action="store_true",
         help="ignore what earlier runs stored: no conditional requests, parse all",
+    )
+    run.add_argument(
+        "--no-state",
+        action="store_true",
+        help="keep no state: no lock, no conditional requests, no history",
     )
     run.add_argument(
         "--wait-lock",

@@ -192,7 +192,7 @@ def fetch_page(
 ) -> FetchedPage:
     """GET one URL, following redirects by hand; raises PageError.
 
-    A final 4xx/5xx (and a 304 to the `conditional` headers, sent with the first request) is
+    A final 4xx/5xx (and a 304 to the `conditional` headers, sent with every hop) is
     returned, with an empty body, for the caller to judge.
     """
     gate = gate or _OpenGate()
@@ -202,7 +202,7 @@ def fetch_page(
     for _hop in range(limits.max_redirects + 1):
         gate.enter(url, started + limits.deadline_s)
         try:
-            resp = _get(session, url, started, limits, conditional if _hop == 0 else None)
+            resp = _get(session, url, started, limits, conditional)
         except PageError:
             gate.leave(url)
             raise

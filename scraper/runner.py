@@ -7,6 +7,7 @@ state learns of it, so a crash can lose state (the next run refetches) but never
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.handlers
 import signal
@@ -41,6 +42,7 @@ class RunOptions:
     full: bool = False  # ignore stored validators: fetch and parse everything
     wait_lock_s: float = 0.0  # wait this long for another run to finish
     debug: bool = False
+    use_state: bool = True  # False: no state, no lock, nothing incremental (--no-state)
 
 
 def scrape(
@@ -54,15 +56,16 @@ def scrape(
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> ExitCode:
     """Run one scrape of the URL lines in `lines` and report it; returns the exit code."""
+    run = functools.partial(_run, settings, lines, list_name, options)
     with (
         Console(stderr, quiet=settings.quiet, debug=options.debug, is_tty=is_tty) as console,
         _log_file(settings),
     ):
         try:
             folder = prepare_output_dir(Path(settings.output_dir))
-            state_path = (
-                Path(settings.state_file) if settings.state_file else (folder / "state.sqlite")
-            )
+            if not options.use_state:
+                return run(console, folder, None, count_path, on_record)
+            state_path = Path(settings.state_file or folder / "state.sqlite")
             lock = RunLock(state_path.with_name(state_path.name + ".lock"))
             lock.acquire(options.wait_lock_s)
         except ConfigError as exc:
@@ -74,17 +77,7 @@ def scrape(
         try:
             state = StateStore(state_path)
             try:
-                return _run(
-                    settings,
-                    lines,
-                    list_name,
-                    options,
-                    console,
-                    folder,
-                    state,
-                    count_path,
-                    on_record,
-                )
+                return run(console, folder, state, count_path, on_record)
             finally:
                 state.close()
         finally:
@@ -98,7 +91,7 @@ def _run(
     options: RunOptions,
     console: Console,
     folder: Path,
-    state: StateStore,
+    state: StateStore | None,
     count_path: Path | None,
     on_record: Callable[[dict[str, Any]], None] | None,
 ) -> ExitCode:
@@ -113,7 +106,9 @@ def _run(
         settings, events, state, incremental=not options.full, skip_lines=frozenset(resumed.lines)
     )
     _count_resumed(pipeline.counts, resumed)
-    state.begin_run(sink.run_id, list_name, pipeline.counts.started_at.isoformat(timespec="seconds"))
+    if state is not None:
+        started_at = pipeline.counts.started_at.isoformat(timespec="seconds")
+        state.begin_run(sink.run_id, list_name, started_at)
     console.start_bar(None)
     if count_path is not None:
         _count_lines_in_background(count_path, console, len(resumed.lines))
@@ -121,7 +116,7 @@ def _run(
     def write(record: PageRecord) -> None:
         if not (settings.changed_only and record.outcome is Outcome.UNCHANGED):
             sink.write(record)
-        if record.state is not None:
+        if state is not None and record.state is not None:
             state.update(record.state, time.time())
         console.advance(record.outcome in (Outcome.FAILED, Outcome.INVALID))
         if on_record is not None:
@@ -144,7 +139,8 @@ def _run(
         )
         return code
     summary["output"] = str(sink.finish(summary))
-    state.end_run(summary)
+    if state is not None:
+        state.end_run(summary)
     if settings.metrics_file:
         write_metrics(Path(settings.metrics_file), summary, started_ts, time.time())
     if settings.keep_runs:
@@ -154,11 +150,18 @@ def _run(
 
 
 def _open_run(
-    settings: Settings, list_name: str, options: RunOptions, folder: Path, state: StateStore
+    settings: Settings,
+    list_name: str,
+    options: RunOptions,
+    folder: Path,
+    state: StateStore | None,
 ) -> tuple[RecordSink, Resumed]:
     """The sink of a new run, or of the killed run being resumed with what it holds."""
-    if not options.resume:
-        state.abandon_unfinished()
+    if state is None and options.resume:
+        raise ConfigError("--resume needs the state: drop --no-state")
+    if state is None or not options.resume:
+        if state is not None:
+            state.abandon_unfinished()
         return open_sink(settings.format, folder, new_run_id()), Resumed()
     unfinished = state.unfinished_run()
     if unfinished is None:

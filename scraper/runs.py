@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from scraper.pipeline import RunCounts
 
-RUN_NAME = re.compile(r"^(\d{8}T\d{6}Z(?:-\d+)?)\.(jsonl|csv|summary\.json)$")
+RUN_NAME = re.compile(r"^(\d{8}T\d{6}Z(?:-\d{3})?)\.(jsonl|csv|summary\.json)$")
 OUTCOMES = ("ok", "unchanged", "failed", "invalid", "duplicate", "skipped")
 
 

@@ -99,7 +99,7 @@ class RecordSink:
             for s in ("", ".part")
         ):
             n += 1
-            candidate = f"{run_id}-{n}"
+            candidate = f"{run_id}-{n:03d}"  # sorts after run_id, and in order
         return candidate
 
     def write(self, record: PageRecord) -> None:

@@ -41,7 +41,7 @@ class Run:
 
     @property
     def summary(self) -> dict[str, Any]:
-        latest = sorted(self.out_dir.glob("*.summary.json"))[-1]
+        latest = max(self.out_dir.glob("*.summary.json"), key=lambda p: p.name.split(".")[0])
         return json.loads(latest.read_text(encoding="utf-8"))
 
 
@@ -101,7 +101,7 @@ def run_script(
     args: list[str], cwd: Path, stdin: bytes | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    if args and args[0] not in ("demo", "bench"):
+    if args and args[0] not in ("demo", "bench", "history", "report"):
         args = [*args, *UNLIMITED]
     return subprocess.run(
         [*scrape_command(), *args],
