@@ -125,11 +125,12 @@ def run_scrape_command(
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"scrape exited {proc.returncode}: {err.strip()[-500:]}")
     after = server.stats()
-    summary = json.loads(sorted(out_dir.glob("*.summary.json"))[-1].read_text())
+    newest = max(out_dir.glob("*.summary.json"), key=lambda p: p.name.split(".")[0])
+    summary = json.loads(newest.read_text())
     records = [json.loads(line) for line in (out_dir / "latest.jsonl").open(encoding="utf-8")]
     first = after["first_request_at"]
     measured = Measured(
-        name="pipeline",
+        name=summary["run"],
         pages=summary["records"],
         wall_s=wall,
         active_s=wall - (first - started_wall) if first else wall,
@@ -496,6 +497,81 @@ def bench_models(args: argparse.Namespace, out: TextIO, work: Path) -> bool:
     return True
 
 
+def bench_incremental(args: argparse.Namespace, out: TextIO, work: Path) -> bool:
+    """The cron issue's figures: a second run over unchanged pages, and the state's cost."""
+    flags = ["--threads", str(args.threads), "--processes", str(args.processes)]
+    ok = True
+    print(f"\n== incremental re-runs, {args.pages} unchanged demo pages ==", file=out)
+    for latency_ms in (0.0, args.latency_ms):
+        with DemoServer(n_pages=args.pages, latency_s=latency_ms / 1000) as server:
+            list_path = write_list(work, server.url, args.pages)
+            folder = work / f"out-incr-{latency_ms:g}"
+            first, _ = run_scrape_command(server, list_path, folder, flags)
+            second, records = run_scrape_command(server, list_path, folder, flags)
+            body_bytes = server.stats()["bytes_sent"]
+        unchanged = sum(r["outcome"] == "unchanged" for r in records)
+        fetched = sum(r["outcome"] in ("ok", "unchanged") for r in records)
+        if latency_ms == 0:
+            speedup = first.wall_s / second.wall_s
+            verdict = speedup >= 2.5
+            figure = f"{speedup:.1f}x faster (limit 2.5x)"
+        else:
+            share = second.cpu_s / first.cpu_s
+            verdict = share <= 0.3
+            figure = f"CPU {share:.0%} of the first run's (limit 30%)"
+        ok &= verdict and unchanged == fetched
+        print(
+            f"{latency_ms:g} ms: first run {first.wall_s:.1f}s, {first.cpu_s:.1f} CPU-s; "
+            f"second {second.wall_s:.1f}s, {second.cpu_s:.1f} CPU-s: {figure}  "
+            f"{_verdict(verdict)}; {unchanged}/{fetched} pages unchanged (not parsed), "
+            f"{body_bytes / second.requests:.0f} bytes sent per request",
+            file=out,
+        )
+    plain_s, stateful_s = [], []
+    with DemoServer(n_pages=args.pages) as server:
+        list_path = write_list(work, server.url, args.pages)
+        for n in range(2):  # alternated, best of two: this machine drifts by 10% a minute
+            plain, _ = run_scrape_command(
+                server, list_path, work / f"out-nostate-{n}", [*flags, "--no-state"]
+            )
+            stateful, _ = run_scrape_command(server, list_path, work / f"out-state-{n}", flags)
+            plain_s.append(plain.wall_s)
+            stateful_s.append(stateful.wall_s)
+    plain.wall_s, stateful.wall_s = min(plain_s), min(stateful_s)
+    cost = stateful.wall_s / plain.wall_s - 1
+    ok &= cost < 0.05
+    print(
+        f"state lookups and updates: {stateful.wall_s:.2f}s with, {plain.wall_s:.2f}s "
+        f"without: {cost:+.1%} (limit +5%)  {_verdict(cost < 0.05)}",
+        file=out,
+    )
+    size = state_size_for(100_000, work / "state-100k.sqlite")
+    ok &= size < 50 * 2**20
+    print(
+        f"state database for 100,000 URLs: {_mb(size)} (limit 50 MB)  "
+        f"{_verdict(size < 50 * 2**20)}",
+        file=out,
+    )
+    return ok
+
+
+def state_size_for(count: int, path: Path) -> int:
+    """Bytes of a state database holding `count` URLs with realistic validators."""
+    from scraper.records import PageState, Validators
+    from scraper.state import StateStore
+
+    store = StateStore(path)
+    now = time.time()
+    for n in range(count):
+        url = f"https://www.example-news-site.com/section/2026/11/26/article-{n:08d}.html"
+        validators = Validators(
+            f'W/"{n:016x}-5f3a2b"', "Wed, 26 Nov 2026 16:13:20 GMT", "sha256:" + f"{n:064x}"
+        )
+        store.update(PageState(url, "ok", 200, None, validators, True), now)
+    store.close()
+    return path.stat().st_size
+
+
 def run_bench(argv: Sequence[str], out: TextIO) -> int:
     """`scrape bench`; exits 0 when every figure is within its limit, 1 otherwise."""
     parser = argparse.ArgumentParser(
@@ -524,7 +600,14 @@ def run_bench(argv: Sequence[str], out: TextIO) -> int:
         default=100_000,
         help="the large list of --memory (default 100000)",
     )
-    parser.add_argument("--only", choices=("models", "memory"), help="skip the main figures")
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="second runs over unchanged pages, and the state's cost",
+    )
+    parser.add_argument(
+        "--only", choices=("models", "memory", "incremental"), help="skip the main figures"
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -538,4 +621,6 @@ def run_bench(argv: Sequence[str], out: TextIO) -> int:
             ok &= bench_models(args, out, work)
         if args.memory or args.only == "memory":
             ok &= bench_memory(args, out, work)
+        if args.incremental or args.only == "incremental":
+            ok &= bench_incremental(args, out, work)
     return 0 if ok else 1

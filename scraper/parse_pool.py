@@ -158,6 +158,10 @@ def feed_worker(
                 input_done = True
                 break
             if not inflight:
+                if worker.process is None:
+                    # Started on the first page, not before: a re-run where every page is
+                    # unchanged (304) then spawns no parser at all.
+                    worker.start()
                 head_since = time.monotonic()
                 if not worker.alive():  # died while idle: no page of ours was in it
                     log.warning("parse worker %s ended while idle; restarting it", worker.name)

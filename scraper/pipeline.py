@@ -384,7 +384,6 @@ class Pipeline:
             self._put(self.record_q, record)
 
         try:
-            worker.start()
             feed_worker(
                 worker, self.parse_q, emit, self.settings.parse_timeout_s, self.events.abort, END
             )
