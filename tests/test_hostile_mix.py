@@ -108,7 +108,7 @@ def test_a_second_interrupt_leaves_at_once_with_no_final_file_and_no_workers(
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(2.0)
+        time.sleep(3.5)  # robots.txt, then the first pages (1 s each): the parsers have started
         workers = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.3)
