@@ -244,7 +244,8 @@ def _open_list(urls: str, stdin: BinaryIO) -> BinaryIO:
 
 def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCode:
     """`scrape demo`: serve the bundled site on 127.0.0.1, scrape it, check the records."""
-    from scraper.demo import DemoServer, DemoSite, check_records, demo_url_lines
+    from scraper.demo import DemoSite, check_records, demo_url_lines
+    from scraper.demo_server import DemoServer
     from scraper.runner import RunOptions, scrape
 
     parser = argparse.ArgumentParser(

@@ -92,7 +92,8 @@ class RunCounts:
     aborted: bool = False
     workers_replaced: int = 0
     changed: int = 0  # new or changed pages
-    resumed_records: int = 0  # records already written by the killed run being resumed
+    resumed: bool = False  # this run finishes a killed one (--resume)
+    resumed_records: int = 0  # records the killed run had already written
 
     def add(self, record: PageRecord) -> None:
         self.records += 1

@@ -162,7 +162,7 @@ def _open_run(
     if state is None or not options.resume:
         if state is not None:
             state.abandon_unfinished()
-        return open_sink(settings.format, folder, new_run_id()), Resumed()
+        return open_sink(settings.format, folder, new_run_id()), Resumed(active=False)
     unfinished = state.unfinished_run()
     if unfinished is None:
         raise ConfigError(f"--resume: no unfinished run in {folder}")
@@ -183,6 +183,7 @@ def _count_resumed(counts: RunCounts, resumed: Resumed) -> None:
         counts.by_outcome[outcome] += n
         counts.records += n
     counts.resumed_records = len(resumed.lines)
+    counts.resumed = resumed.active
 
 
 def exit_code(counts: RunCounts, received: list[int], max_failure_ratio: float) -> ExitCode:

@@ -38,7 +38,8 @@ def run_summary(counts: RunCounts, code: int, run_id: str, list_name: str) -> di
         "body_bytes": counts.body_bytes,
         "first_request_s": counts.first_request_s,
         "parse_workers_replaced": counts.workers_replaced,
-        "resumed": counts.resumed_records > 0,
+        "resumed": counts.resumed,
+        "resumed_records": counts.resumed_records,
         "interrupted": counts.interrupted,
         "exit_code": int(code),
     }
@@ -107,6 +108,7 @@ class Resumed:
 
     lines: set[int] = field(default_factory=set)
     by_outcome: dict[str, int] = field(default_factory=dict)
+    active: bool = True  # False: a new run, nothing resumed
 
 
 def read_partial(path: Path, fmt: str) -> Resumed:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from scraper import cli
-from scraper.demo import DemoServer
+from scraper.demo_server import DemoServer
 from tests.servers import Served, fault_routes, serve
 
 DEMO_PAGES = 150

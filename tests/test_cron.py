@@ -8,7 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from scraper.demo import DemoServer, DemoSite, check_records, demo_url_lines
+from scraper.demo import DemoSite, check_records, demo_url_lines
+from scraper.demo_server import DemoServer
 from tests.conftest import UNLIMITED, run_in_process, run_script, scrape_command, write_list
 from tests.servers import ok, send, serve
 

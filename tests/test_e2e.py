@@ -12,7 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scraper.demo import DemoServer, DemoSite, check_records, demo_url_lines
+from scraper.demo import DemoSite, check_records, demo_url_lines
+from scraper.demo_server import DemoServer
 from tests.conftest import DEMO_PAGES, UNLIMITED, run_script, scrape_command
 
 

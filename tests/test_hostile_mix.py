@@ -10,7 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from scraper.demo import DemoServer, DemoSite, check_records, demo_url_lines
+from scraper.demo import DemoSite, check_records, demo_url_lines
+from scraper.demo_server import DemoServer
 from tests.conftest import UNLIMITED, scrape_command
 from tests.test_faults import EXPECTED
 

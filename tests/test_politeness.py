@@ -163,9 +163,19 @@ def test_robots_txt_is_obeyed_as_rfc_9309_says(
 def test_auto_throttle_follows_the_hosts_latency(tmp_path: Path) -> None:
     with serve(pages(8, slow_page(0.6))) as site:
         urls = [f"{site.origin}/p{n}" for n in range(8)]
-        run = run_in_process([str(write_list(tmp_path / "u.txt", urls)), *QUICK,
-                              "--host-concurrency", "2", "--host-delay", "0", "--auto-throttle",
-                              "--no-obey-robots"], tmp_path / "out")
+        run = run_in_process(
+            [
+                str(write_list(tmp_path / "u.txt", urls)),
+                *QUICK,
+                "--host-concurrency",
+                "2",
+                "--host-delay",
+                "0",
+                "--auto-throttle",
+                "--no-obey-robots",
+            ],
+            tmp_path / "out",
+        )
     assert run.code == 0
     gaps = [t2 - t1 for t1, t2 in itertools.pairwise(site.arrivals)]
     # Without throttling, requests would start back to back as slots free; with it the delay

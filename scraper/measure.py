@@ -1,0 +1,325 @@
+"""Measuring tools for `scrape bench`: running the real `scrape` command (or a comparison
+model) against the demo site in subprocesses and taking its wall time, CPU seconds (wait4,
+which includes reaped children) and peak memory (the summed RSS of its process tree); and the
+per-page floors, measured alone. Prints nothing: bench.py reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scraper.demo import demo_url_lines
+from scraper.demo_server import DemoServer
+
+SAMPLE_EVERY_S = 0.02
+
+
+@dataclass
+class Measured:
+    """One run of something against the demo site."""
+
+    name: str
+    pages: int
+    wall_s: float
+    active_s: float  # from the first request to the end
+    cpu_s: float  # all the scraper's processes
+    site_cpu_s: float
+    peak_rss: int  # bytes, all the scraper's processes together
+    requests: int
+    startup_s: float | None = None
+    problems: int = 0
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.active_s if self.active_s > 0 else 0.0
+
+    @property
+    def cpu_per_page(self) -> float:
+        return self.cpu_s / self.pages
+
+    @property
+    def site_cpu_per_page(self) -> float:
+        return self.site_cpu_s / self.pages
+
+
+class PeakMemory:
+    """Samples the summed RSS of a process and all its descendants, in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._done.wait(SAMPLE_EVERY_S):
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+                total = 0
+                for proc in procs:
+                    try:
+                        total += proc.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                return
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self.peak
+
+
+def run_scrape_command(
+    server: DemoServer, list_path: Path, out_dir: Path, args: Sequence[str]
+) -> tuple[Measured, list[dict[str, Any]]]:
+    """Run the real `scrape` command in a subprocess; measure it and read its records."""
+    before = server.stats()
+    server.reset()
+    # Politeness limits are lifted for the benchmark's own local site, as `scrape demo` does.
+    command = [
+        sys.executable,
+        "-m",
+        "scraper",
+        str(list_path),
+        "-o",
+        str(out_dir),
+        "-q",
+        "--host-concurrency",
+        "1000",
+        "--host-delay",
+        "0",
+        *args,
+    ]
+    started_wall = time.time()
+    started = time.monotonic()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    memory = PeakMemory(proc.pid)
+    _, status, usage = os.wait4(proc.pid, 0)  # the rusage includes its reaped parse workers
+    wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    peak = memory.stop()
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"scrape exited {proc.returncode}: {err.strip()[-500:]}")
+    after = server.stats()
+    newest = max(out_dir.glob("*.summary.json"), key=lambda p: p.name.split(".")[0])
+    summary = json.loads(newest.read_text())
+    records = [json.loads(line) for line in (out_dir / "latest.jsonl").open(encoding="utf-8")]
+    first = after["first_request_at"]
+    measured = Measured(
+        name=summary["run"],
+        pages=summary["records"],
+        wall_s=wall,
+        active_s=wall - (first - started_wall) if first else wall,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        site_cpu_s=after["cpu_s"] - before["cpu_s"],
+        peak_rss=peak,
+        requests=after["requests"],
+        startup_s=(first - started_wall) if first else None,
+    )
+    return measured, records
+
+
+def write_list(folder: Path, origin: str, pages: int) -> Path:
+    path = folder / f"urls-{pages}.txt"
+    with path.open("wb") as handle:
+        handle.writelines(demo_url_lines(origin, pages))
+    return path
+
+
+# -- floors: the work a page cannot avoid, measured alone ----------------------------------
+
+
+def measure_floors(server: DemoServer, pages: int) -> dict[str, float]:
+    """CPU per page of one requests.Session GET and of parse+extract, each measured alone."""
+    import requests
+
+    from scraper.fetch import FetchLimits, fetch_page
+    from scraper.parse import ParseOptions, parse_page
+    from scraper.records import UrlTask
+
+    urls = [line.decode().strip() for line in demo_url_lines(server.url, pages)]
+    limits = FetchLimits(5, 15, 30, 5_000_000, 10)
+    fetched = []
+    with requests.Session() as session:
+        for n, url in enumerate(urls, 1):  # not timed: warm-up, and the pages for the parse floor
+            try:
+                fetched.append(fetch_page(session, UrlTask(n, url, url), limits))
+            except Exception:  # noqa: BLE001 (the floor needs only the pages that load)
+                pass
+        started = time.process_time()
+        for url in urls:
+            session.get(url).content  # noqa: B018 (the GET itself is what is timed)
+        get_cpu = (time.process_time() - started) / len(urls)
+    ok_pages = [p for p in fetched if p.status == 200]
+    options = ParseOptions()
+    started = time.process_time()
+    for page in ok_pages:
+        parse_page(page, options)
+    parse_cpu = (time.process_time() - started) / max(1, len(ok_pages))
+    return {
+        "get_cpu_s": get_cpu,
+        "parse_cpu_s": parse_cpu,
+        "transfer_s": measure_transfer(ok_pages[:300], parse_cpu),
+    }
+
+
+def measure_transfer(pages: list[Any], parse_cpu: float) -> float:
+    """CPU per page, both sides, of moving a page to a worker process and a reply back."""
+    from scraper import parse_pool
+
+    worker = parse_pool.Worker(parse_pool.Job(_body_length, None), "bench-transfer")
+    worker.start()
+    try:
+        worker.send(0, pages[0])
+        worker.receive(60)  # wait until the worker has started
+        child_before = _cpu_of(worker.process.pid)
+        started = time.process_time()
+        for n, page in enumerate(pages, 1):
+            worker.send(n, page)
+            worker.receive(60)
+        own = time.process_time() - started
+        child = _cpu_of(worker.process.pid) - child_before
+    finally:
+        worker.stop()
+    return (own + child) / len(pages)
+
+
+def _body_length(page: Any, options: Any) -> int:
+    return len(page.body)
+
+
+def _cpu_of(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+# -- the comparison of concurrency models --------------------------------------------------
+
+
+def model_sequential(urls: list[str]) -> int:
+    """(a) one thread: fetch, then parse, one page at a time."""
+    from scraper.config import Settings
+    from scraper.fetch import FetchLimits, fetch_page, new_session
+    from scraper.parse import ParseOptions, parse_page
+    from scraper.records import UrlTask
+
+    session = new_session(Settings())
+    limits, options = FetchLimits(5, 15, 30, 5_000_000, 10), ParseOptions()
+    done = 0
+    for n, url in enumerate(urls, 1):
+        done += _fetch_and_parse(
+            session, UrlTask(n, url, url), limits, options, fetch_page, parse_page
+        )
+    session.close()
+    return done
+
+
+def model_threads(urls: list[str], threads: int) -> int:
+    """(b) a thread pool that downloads and parses in the same threads (the GIL serialises
+    the parsing)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scraper.config import Settings
+    from scraper.fetch import FetchLimits, fetch_page, new_session
+    from scraper.parse import ParseOptions, parse_page
+    from scraper.records import UrlTask
+
+    local = threading.local()
+    limits, options = FetchLimits(5, 15, 30, 5_000_000, 10), ParseOptions()
+
+    def one(item: tuple[int, str]) -> int:
+        if not hasattr(local, "session"):
+            local.session = new_session(Settings())
+        task = UrlTask(item[0], item[1], item[1])
+        return _fetch_and_parse(local.session, task, limits, options, fetch_page, parse_page)
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(one, enumerate(urls, 1)))
+
+
+def _fetch_and_parse(
+    session: Any,
+    task: Any,
+    limits: Any,
+    options: Any,
+    fetch: Callable[..., Any],
+    parse: Callable[..., Any],
+) -> int:
+    page = fetch(session, task, limits)
+    if page.status < 400:
+        parse(page, options)
+    return 1
+
+
+def _model_main() -> None:
+    """Entry point of a model's subprocess: argv = model, list file, threads."""
+    model, list_file, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    with open(list_file, encoding="utf-8") as handle:
+        urls = [line.strip() for line in handle if line.strip()]
+    if model == "sequential":
+        model_sequential(urls)
+    else:
+        model_threads(urls, threads)
+
+
+def run_model(
+    server: DemoServer,
+    model: str,
+    list_path: Path,
+    pages: int,
+    threads: int,
+    processes: int,
+    out_dir: Path,
+) -> Measured:
+    """Run one model in a fresh subprocess and measure it like the pipeline."""
+    if model == "processes":
+        measured, _ = run_scrape_command(
+            server, list_path, out_dir, ["--threads", str(threads), "--processes", str(processes)]
+        )
+        measured.name = model
+        return measured
+    before = server.stats()
+    server.reset()
+    code = "from scraper.measure import _model_main; _model_main()"
+    started_wall, started = time.time(), time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-c", code, model, str(list_path), str(threads)])
+    memory = PeakMemory(proc.pid)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    peak = memory.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"model {model} exited {proc.returncode}")
+    after = server.stats()
+    first = after["first_request_at"]
+    return Measured(
+        model,
+        pages,
+        wall,
+        wall - (first - started_wall) if first else wall,
+        usage.ru_utime + usage.ru_stime,
+        after["cpu_s"] - before["cpu_s"],
+        peak,
+        after["requests"],
+    )
