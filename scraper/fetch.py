@@ -189,6 +189,7 @@ def fetch_page(
     gate: RequestGate | None = None,
     attempts: int = 1,
     conditional: dict[str, str] | None = None,
+    hash_body: bool = False,
 ) -> FetchedPage:
     """GET one URL, following redirects by hand; raises PageError.
 
@@ -221,8 +222,11 @@ def fetch_page(
                 body=body,
                 attempts=attempts,
                 elapsed_s=time.monotonic() - started,
-                # hashed here, GIL released, so an unchanged page need not go to a parser
-                content_hash=("sha256:" + hashlib.sha256(body).hexdigest()) if ok else "",
+                # Hashed here only when there is a stored hash to compare (an unchanged page
+                # then never reaches a parser); otherwise the parse worker hashes it.
+                content_hash=("sha256:" + hashlib.sha256(body).hexdigest())
+                if ok and hash_body
+                else "",
             )
         except TRANSPORT_ERRORS as exc:
             raise page_error_from(exc) from exc

@@ -316,7 +316,9 @@ class Pipeline:
         page: FetchedPage | None = None
         try:
             conditional = _conditional(known) if self.incremental else None
-            page = fetch_page(session, task, self.limits, gate, attempt, conditional)
+            page = fetch_page(
+                session, task, self.limits, gate, attempt, conditional, known is not None
+            )
             error = None
             if page.status >= 400:
                 error = ErrorInfo(ErrorKind.HTTP_STATUS, status_message(page.status))
@@ -368,12 +370,15 @@ class Pipeline:
     def _feed(self, worker: Worker, done: _Countdown) -> None:
         def emit(page: FetchedPage, fields: Any, error: ErrorInfo | None) -> None:
             if error is None:
+                validators = dataclasses.replace(
+                    _validators(page, None), content_hash=fields.get("content_hash")
+                )
                 state = PageState(
                     state_key(page.task),
                     Outcome.OK.value,
                     page.status,
                     None,
-                    _validators(page, None),
+                    validators,
                     changed=page.changed,
                 )
                 record = PageRecord(
