@@ -274,8 +274,9 @@ def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCo
         args = parser.parse_args(argv)
         if args.pages < 1:
             parser.error("--pages must be at least 1")
-        # The demo site is ours and local: lift the per-host limits unless asked for.
-        for name, value in (("host_concurrency", 1000), ("host_delay_s", 0.0)):
+        # The demo site is ours and local: lift the politeness settings unless asked for.
+        lifted = (("host_concurrency", 1000), ("host_delay_s", 0.0), ("obey_robots", False))
+        for name, value in lifted:
             if getattr(args, name) is None:
                 setattr(args, name, value)
         settings = settings_from_args(args)
