@@ -43,8 +43,6 @@ EXIT_CODES_HELP = """exit status:
   130  interrupted by Ctrl-C (SIGINT); 143 stopped by SIGTERM
 """
 
-SUBCOMMANDS = ("demo", "bench", "history", "report")
-
 
 def main(
     argv: Sequence[str] | None = None,

@@ -30,7 +30,3 @@ class ConfigError(ScraperError):
     """Settings are unusable: exit 2 before any request. The message names file, line and key."""
 
     exit_code: ClassVar[int] = 2
-
-
-class UsageError(ConfigError):
-    """A command-line mistake the parser cannot see (for instance an unreadable URL list)."""

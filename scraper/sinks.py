@@ -87,7 +87,6 @@ class RecordSink:
         self.run_id = run_id if append else self._unique(run_id)
         self.final_path = folder / f"{self.run_id}.{self.extension}"
         self.part_path = folder / f"{self.run_id}.{self.extension}.part"
-        self.appending = append
         self.handle: io.BufferedWriter = open(self.part_path, "ab" if append else "xb")  # noqa: SIM115
         self.count = 0
 

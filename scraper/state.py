@@ -101,7 +101,6 @@ class StateStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._in_transaction = False
-        self._last_commit = time.monotonic()
         self._pending: list[PageState] = []
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -255,7 +254,6 @@ class StateStore:
         if self._in_transaction:
             self._db.execute("COMMIT")
             self._in_transaction = False
-        self._last_commit = time.monotonic()
 
 
 def _fetched_row(page: PageState, now: float) -> tuple[Any, ...]:
