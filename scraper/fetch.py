@@ -266,12 +266,15 @@ def _get(
         prepared = session.prepare_request(requests.Request("GET", url))
         if headers:
             prepared.headers.update(headers)
+        # verify only matters for https; a CA-bundle path there costs requests a stat() (and a
+        # GIL hand-off) on every call, for plain http too.
+        verify = session.verify if url.startswith("https:") else True
         return session.send(
             prepared,
             stream=True,
             allow_redirects=False,
             timeout=timeouts,
-            verify=session.verify,
+            verify=verify,
             proxies=session.proxies,
             cert=session.cert,
         )
