@@ -181,11 +181,11 @@ def measure_floors(server: DemoServer, pages: int) -> dict[str, float]:
     return {
         "get_cpu_s": get_cpu,
         "parse_cpu_s": parse_cpu,
-        "transfer_s": measure_transfer(ok_pages[:300], parse_cpu),
+        "transfer_s": measure_transfer(ok_pages[:300]),
     }
 
 
-def measure_transfer(pages: list[Any], parse_cpu: float) -> float:
+def measure_transfer(pages: list[Any]) -> float:
     """CPU per page, both sides, of moving a page to a worker process and a reply back."""
     from scraper import parse_pool
 

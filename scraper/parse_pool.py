@@ -17,7 +17,6 @@ import select
 import signal
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -249,8 +248,7 @@ def _worker_main(job: Job, tasks: Connection, results: Connection) -> None:
         except PageError as exc:
             reply = (seq, None, exc.info())
         except Exception as exc:  # a bug in the parse stage: record it, keep the worker
-            detail = traceback.format_exc(limit=-3).strip().splitlines()[-1]
-            reply = (seq, None, ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {detail}"))
+            reply = (seq, None, ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}"))
         try:
             results.send(reply)
         except (BrokenPipeError, OSError):
