@@ -62,6 +62,11 @@ def main(
         from scraper.history import run_history
 
         return int(run_history(args_list[0], args_list[1:], out, err))
+    if args_list and args_list[0] in ("check", "try"):
+        from scraper.tryout import run_check, run_try
+
+        run = run_check if args_list[0] == "check" else run_try
+        return run(args_list[1:], out, err)
     if args_list and args_list[0] == "bench":
         from scraper.bench import run_bench
 
@@ -94,12 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scrape",
         usage="scrape [options] URLS\n       scrape demo [options]\n       scrape bench [options]\n"
-        "       scrape history|report [-o DIR]",
+        "       scrape history|report [-o DIR]\n       scrape check [-c FILE]\n"
+        "       scrape try URL_OR_FILE [-c FILE] [--url URL]",
         description="Fetch every URL in the list URLS (one per line; - for standard input) with "
         "a pool of download threads, parse the pages in worker processes, and write one record "
         "per line to the output folder. Settings come from config/scraper.yaml (or -c FILE); "
         "flags override them. `scrape demo` scrapes a bundled local site; `scrape bench` "
-        "measures speed against it.",
+        "measures speed against it; `scrape check` validates a settings file and `scrape try` "
+        "runs its extraction rules on one page.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -146,6 +153,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (each also a key in the YAML file)")
     short = {"output_dir": ["-o"], "quiet": ["-q"], "threads": ["-t"], "processes": ["-p"]}
     for name, spec in SETTING_FIELDS.items():
+        if spec.metadata.get("flag") is False:
+            continue
         names = [*short.get(name, []), flag_name(name)]
         help_text = f"{spec.metadata['help']} (default: {_shown_default(spec)})"
         kind = str(spec.type)
@@ -265,6 +274,13 @@ def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCo
         action="store_true",
         help="only serve the site and print its address, until Ctrl-C",
     )
+    parser.add_argument(
+        "--site",
+        choices=("generic", "shop", "news"),
+        default="generic",
+        help="which pages: generic pages (default), or the shop products and news articles "
+        "of the example configs (give -c config/shop.yaml or -c config/news.yaml)",
+    )
     parser.add_argument("-c", "--config", metavar="FILE", type=Path, help="settings file")
     parser.add_argument("--debug", action="store_true", help="log details and tracebacks")
     add_setting_flags(parser)
@@ -278,19 +294,30 @@ def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCo
             if getattr(args, name) is None:
                 setattr(args, name, value)
         settings = settings_from_args(args)
+        if args.site != "generic" and not settings.sites:
+            raise ConfigError(f"--site {args.site} needs its rules: -c config/{args.site}.yaml")
     except SystemExit as exc:
         return ExitCode(int(exc.code or 0))
     except ConfigError as exc:
         print(f"scrape: {exc}", file=stderr)
         return ExitCode.USAGE
+    from scraper.demo_fixtures import check_fixture_records, fixture_url_lines
+
     with DemoServer(n_pages=args.pages, latency_s=args.latency_ms / 1000) as server:
         if args.serve:
             return _serve_until_interrupted(server, args.pages, stderr)
         records: list[dict[str, Any]] = []
-        lines = io.BytesIO(b"".join(demo_url_lines(server.url, args.pages)))
+        if args.site == "generic":
+            url_lines = list(demo_url_lines(server.url, args.pages))
+        else:
+            url_lines = fixture_url_lines(server.url, args.site, args.pages)
         options = RunOptions(full=True, debug=args.debug)  # a fresh site each time
+        lines = io.BytesIO(b"".join(url_lines))
         code = scrape(settings, lines, "demo", stderr, is_tty, options, None, records.append)
-    problems = check_records(DemoSite(args.pages), server.url, records)
+    if args.site == "generic":
+        problems = check_records(DemoSite(args.pages), server.url, records)
+    else:
+        problems = check_fixture_records(args.site, server.url, records)
     if len(records) != args.pages:
         problems.append(f"{len(records)} records for {args.pages} URLs")
     for line in problems[:10]:

@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 
 from scraper import __version__
 from scraper.errors import ConfigError
+from scraper.rules import SiteRule, parse_sites
 
 DEFAULT_CONFIG_PATH = Path("config/scraper.yaml")
 MAX_CONFIG_BYTES = 1024 * 1024  # a settings file is a few KB; refuse to parse a 50 MB one
 PARSERS = ("lxml", "bs4")
-FORMATS = ("jsonl", "csv")
+FORMATS = ("jsonl", "csv", "sqlite")
 
 
 def _setting(default: Any, help: str, **rules: Any) -> Any:
@@ -115,7 +116,18 @@ class Settings:
     metrics_file: str = _setting(
         "", "write the run's figures here in Prometheus text format (node_exporter textfile)"
     )
-    format: str = _setting("jsonl", "record format: jsonl or csv", choices=FORMATS)
+    format: str = _setting(
+        "jsonl",
+        "record format: jsonl, csv, or sqlite (JSON lines plus a table upserted by URL)",
+        choices=FORMATS,
+    )
+    sites: tuple[SiteRule, ...] = _setting(
+        (), "per-site field rules (YAML only; see config/shop.yaml)", flag=False
+    )
+    structured_data: bool = _setting(
+        False, "add the page's JSON-LD, OpenGraph and microdata to each record"
+    )
+    save_html: bool = _setting(False, "save each fetched page's HTML under <output_dir>/html/")
     quiet: bool = _setting(False, "no progress bar and no summary; errors only")
 
     def effective_processes(self) -> int:
@@ -178,6 +190,9 @@ def load_yaml_settings(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{where}: {key}: duplicate setting")
         if key not in SETTING_FIELDS:
             raise ConfigError(f"{where}: {key}: unknown setting{_hint(key)}")
+        if key == "sites":  # validated node by node, so that messages name site, field, line
+            values[key] = parse_sites(path, value_node)
+            continue
         try:
             value = loader.construct_object(value_node, deep=True)
         except yaml.YAMLError as exc:

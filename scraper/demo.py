@@ -137,6 +137,8 @@ class DemoSite:
     def respond(self, path: str, headers: dict[str, str]) -> Response:
         """The response for a GET of `path` with (lower-cased) request `headers`."""
         kind, _, number = path.partition("?")[0].strip("/").partition("/")
+        if kind in ("shop", "news"):
+            return _fixture(path.partition("?")[0], headers)
         if not number.isdigit() or len(number) > 9:
             return _plain(404, b"not found\n")
         i = int(number)
@@ -151,6 +153,20 @@ class DemoSite:
         body, truth = self.page(i)
         charset = "utf-8" if truth.encoding == "utf-8" else None
         return _html_response(body, charset, headers)
+
+
+def _fixture(path: str, headers: dict[str, str]) -> Response:
+    """/shop/product/<i> and /news/<i>: the pages of the example extraction configs."""
+    from scraper.demo_fixtures import article_page, product_page
+
+    number = path.rsplit("/", 1)[-1]
+    if not number.isdigit() or len(number) > 9:
+        return _plain(404, b"not found\n")
+    if path.startswith("/shop/product/"):
+        return _html_response(product_page(int(number))[0], "utf-8", headers)
+    if path.startswith("/news/") and path.count("/") == 2:
+        return _html_response(article_page(int(number))[0], "utf-8", headers)
+    return _plain(404, b"not found\n")
 
 
 def _plain(status: int, body: bytes) -> Response:

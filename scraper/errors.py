@@ -3,7 +3,7 @@ module that imports requests/urllib3, so that parse workers never load the HTTP 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from scraper.records import ErrorInfo, ErrorKind
 
@@ -17,9 +17,10 @@ class ScraperError(Exception):
 class PageError(ScraperError):
     """One URL failed: it becomes a record and the run goes on."""
 
-    def __init__(self, kind: ErrorKind, message: str) -> None:
+    def __init__(self, kind: ErrorKind, message: str, fields: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.fields = fields  # what the page gave before it failed (kind `extract`), or None
 
     def info(self) -> ErrorInfo:
         """The record's `error` part."""

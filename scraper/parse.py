@@ -10,12 +10,15 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
 from scraper.errors import PageError
+from scraper.extract import Document, ExtractProblem, extract_fields, site_for
 from scraper.records import ErrorKind, FetchedPage
+from scraper.rules import SiteRule
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
 SNIFF_BYTES = 4096  # <meta charset> must sit in the first 1024 bytes (WHATWG); be lenient
@@ -44,6 +47,15 @@ class ParseOptions:
 
     parser: str = "lxml"
     max_text_chars: int = 20_000
+    sites: tuple[SiteRule, ...] = ()  # the `sites` setting: per-site field rules
+    structured_data: bool = False  # add JSON-LD, OpenGraph and microdata under `structured`
+
+
+def parse_options(settings: Any) -> ParseOptions:
+    """The parse stage's part of Settings."""
+    return ParseOptions(
+        settings.parser, settings.max_text_chars, settings.sites, settings.structured_data
+    )
 
 
 def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
@@ -64,20 +76,64 @@ def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
         "content_hash": page.content_hash or content_hash(page.body),
         "body_bytes": len(page.body),
     }
+    if page.html_file:
+        fields["html_file"] = page.html_file
     if content_type not in HTML_TYPES or not page.body.strip():
+        _check_not_html(page, options, content_type)
         return fields  # recorded, not parsed: PDFs, images, JSON, empty bodies
     text, encoding = decode_body(page.body, page.headers.get("content-type", ""))
     fields["encoding"] = SHOWN_NAMES.get(encoding, encoding)
     extract = _extract_lxml if options.parser == "lxml" else _extract_bs4
+    extras = _Extras(page, options)
     try:
-        found = extract(text, page.final_url)
+        found = extract(text, page.final_url, extras)
     except (ValueError, LookupError, RecursionError) as exc:
         raise PageError(ErrorKind.PARSE, f"{type(exc).__name__}: {exc}"[:300]) from exc
     words = found.pop("words")
     fields.update(found)
     fields["word_count"] = len(words)
     fields["text"] = _capped(words, options.max_text_chars)
+    fields.update(extras.fields)
+    if extras.problem is not None:
+        raise PageError(ErrorKind.EXTRACT, extras.problem, fields)
     return fields
+
+
+class _Extras:
+    """The site's fields and structured data, taken before the parse stage strips scripts."""
+
+    def __init__(self, page: FetchedPage, options: ParseOptions) -> None:
+        self.page, self.options = page, options
+        self.fields: dict[str, Any] = {}
+        self.problem: str | None = None
+
+    def __call__(self, doc: Document, base_url: str) -> None:
+        if self.options.sites:
+            try:
+                self.fields.update(
+                    extract_fields(
+                        self.options.sites, doc, self.page.final_url, self.page.task.url, base_url
+                    )
+                )
+            except ExtractProblem as exc:
+                self.fields.update(exc.fields)
+                self.problem = str(exc)
+        if self.options.structured_data:
+            from scraper.structured import structured_data
+
+            root = doc.root()
+            self.fields["structured"] = structured_data(root, base_url) if root is not None else {}
+
+
+def _check_not_html(page: FetchedPage, options: ParseOptions, content_type: str) -> None:
+    """A page a site's rules cover, with required fields, cannot be a PDF or an empty body."""
+    if not options.sites:
+        return
+    site = site_for(options.sites, page.final_url, page.task.url)
+    if site is not None and any(f.required for f in site.fields):
+        what = (content_type or "untyped") if page.body.strip() else "an empty body"
+        message = f"site {site.name}: required fields, but the page is {what}, not HTML"
+        raise PageError(ErrorKind.EXTRACT, message)
 
 
 def content_hash(body: bytes) -> str:
@@ -220,12 +276,16 @@ def _collapse(text: str | None) -> str | None:
     return " ".join(text.split()) if text is not None else None
 
 
-def _extract_lxml(text: str, final_url: str) -> dict[str, Any]:
+Extras = Callable[[Document, str], None]
+
+
+def _extract_lxml(text: str, final_url: str, extras: Extras) -> dict[str, Any]:
     from lxml import etree
 
     # Plain etree elements: lxml.html's element classes cost a Python lookup per node visited.
-    doc = etree.fromstring(text, _html_parser())
+    doc = etree.fromstring(text, html_parser())
     if doc is None:  # only whitespace or comments
+        extras(Document(text, root=None), final_url)
         return _empty_fields()
     base = next((b.get("href") for b in doc.iter("base") if b.get("href")), None)
     resolver = _LinkResolver(urljoin(final_url, base.strip()) if base else final_url)
@@ -243,6 +303,7 @@ def _extract_lxml(text: str, final_url: str) -> dict[str, Any]:
         href = anchor.get("href")
         if href is not None:
             resolver.add(href)
+    extras(Document(text, root=doc), resolver.base)
     body = doc.find("body")
     root = body if body is not None else doc
     etree.strip_elements(root, *HIDDEN_TAGS, with_tail=False)
@@ -260,7 +321,7 @@ def _extract_lxml(text: str, final_url: str) -> dict[str, Any]:
 _PARSER: Any = None
 
 
-def _html_parser() -> Any:
+def html_parser() -> Any:
     """One lxml HTML parser per process (parsers are reusable, not thread-safe)."""
     global _PARSER
     if _PARSER is None:
@@ -270,7 +331,7 @@ def _html_parser() -> Any:
     return _PARSER
 
 
-def _extract_bs4(text: str, final_url: str) -> dict[str, Any]:
+def _extract_bs4(text: str, final_url: str, extras: Extras) -> dict[str, Any]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "lxml")
@@ -292,6 +353,7 @@ def _extract_bs4(text: str, final_url: str) -> dict[str, Any]:
         resolver.add(str(anchor["href"]))
     title = soup.find("title")
     html_tag = soup.find("html")
+    extras(Document(text, soup=soup), resolver.base)
     root = soup.body or soup
     for hidden in root.find_all(HIDDEN_TAGS):
         hidden.decompose()

@@ -246,7 +246,7 @@ def _worker_main(job: Job, tasks: Connection, results: Connection) -> None:
         try:
             reply: Reply = (seq, job.fn(item, job.options), None)
         except PageError as exc:
-            reply = (seq, None, exc.info())
+            reply = (seq, exc.fields, exc.info())
         except Exception as exc:  # a bug in the parse stage: record it, keep the worker
             reply = (seq, None, ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}"))
         try:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from scraper.config import Settings
@@ -36,7 +37,7 @@ from scraper.fetch import (
     retry_after_s,
     status_message,
 )
-from scraper.parse import ParseOptions, parse_page
+from scraper.parse import HTML_TYPES, media_type, parse_options, parse_page
 from scraper.parse_pool import Job, Worker, feed_worker
 from scraper.politeness import (
     HostScheduler,
@@ -58,6 +59,7 @@ from scraper.records import (
     UrlTask,
     Validators,
 )
+from scraper.sinks import save_html
 from scraper.state import StateStore
 from scraper.urls import read_url_list, redact_url
 
@@ -177,7 +179,7 @@ class Pipeline:
             threading.Thread(target=self._download, args=(downloads_done,), name=f"download-{n}")
             for n in range(self.threads)
         ]
-        job = Job(parse_page, ParseOptions(self.settings.parser, self.settings.max_text_chars))
+        job = Job(parse_page, parse_options(self.settings))
         self.workers = [Worker(job, f"parse-{n}") for n in range(self.processes)]
         threads += [
             threading.Thread(target=self._feed, args=(w, parsers_done), name=f"feed-{w.name}")
@@ -353,7 +355,19 @@ class Pipeline:
         same = known is not None and page.content_hash == known.content_hash
         if page.status == 304 or (same and self.incremental):
             return _unchanged(task, page, known)
+        if self.settings.save_html:
+            page = self._save_html(page)
         return dataclasses.replace(page, changed=False) if same else page
+
+    def _save_html(self, page: FetchedPage) -> FetchedPage:
+        if media_type(page.headers.get("content-type", "")) not in HTML_TYPES:
+            return page
+        try:
+            name = save_html(Path(self.settings.output_dir), page.task.normalized_url, page.body)
+        except OSError as exc:  # a full disk loses the copy, not the record
+            log.warning("line %d: cannot save HTML: %s", page.task.line_no, exc)
+            return page
+        return dataclasses.replace(page, html_file=name)
 
     def _known(self, task: UrlTask) -> Validators | None:
         if self.state is None:
@@ -385,7 +399,7 @@ class Pipeline:
                     page.task.line_no, page.task.url, Outcome.OK, fields, None, page.attempts, state
                 )
             else:
-                known = {"final_url": page.final_url, "status": page.status}
+                known = fields or {"final_url": page.final_url, "status": page.status}
                 record = _failed(page.task, error, known, page.attempts)
             self._put(self.record_q, record)
 

@@ -82,6 +82,7 @@ class FetchedPage(_FastPickle):
     elapsed_s: float
     content_hash: str = ""  # "sha256:<hex>" of body; "" when not computed
     changed: bool = True  # False when the body hashes as it did last run (with --full)
+    html_file: str = ""  # where save_html put the body, relative to the output folder
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,7 +162,7 @@ def _open_run(
     if state is None or not options.resume:
         if state is not None:
             state.abandon_unfinished()
-        return open_sink(settings.format, folder, new_run_id()), Resumed(active=False)
+        return open_sink(settings, folder, new_run_id()), Resumed(active=False)
     unfinished = state.unfinished_run()
     if unfinished is None:
         raise ConfigError(f"--resume: no unfinished run in {folder}")
@@ -175,7 +175,7 @@ def _open_run(
         raise ConfigError(f"--resume: {part} is gone; start a new run")
     resumed = read_partial(part, settings.format)
     log.warning("resuming run %s: %d records already written", run_id, len(resumed.lines))
-    return open_sink(settings.format, folder, run_id, append=True), resumed
+    return open_sink(settings, folder, run_id, append=True), resumed
 
 
 def _count_resumed(counts: RunCounts, resumed: Resumed) -> None:

@@ -1,17 +1,23 @@
-"""Writers of records: JSON lines or CSV, written as records arrive, renamed when complete.
+"""Writers of records: JSON lines, CSV or a SQLite table, written as records arrive.
 
 A run's file lives under a temporary name (`<run>.jsonl.part`, which no tool globbing `*.jsonl`
 mistakes for a finished run) and is renamed when the run ends; `latest.<ext>` then points at
 it. Each record is flushed as it is written, so a killed run leaves every finished record
-readable. Writes only inside the output directory; never imports the network or parse stages.
+readable. The SQLite table (format `sqlite`) is kept beside the run files, across runs; saved
+HTML goes to `html/`. Writes only inside the output directory; never imports the network or
+parse stages.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
+import re
+import sqlite3
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +25,7 @@ from typing import Any
 import orjson
 
 from scraper.errors import ConfigError
-from scraper.records import PageRecord
+from scraper.records import Outcome, PageRecord
 
 CSV_COLUMNS = (
     "line",
@@ -43,7 +49,38 @@ CSV_COLUMNS = (
     "error_message",
 )
 MARKER = ".scraper-output"  # says "this folder holds scraper results" to later runs
-EXTENSIONS = {"jsonl": "jsonl", "csv": "csv"}
+EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "sqlite": "jsonl"}
+TABLE_FILE = "records.sqlite"
+HTML_DIR = "html"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def record_columns(settings: Any) -> tuple[str, ...]:
+    """A flat record's columns (CSV, SQLite): fixed ones, `site` and `data.<field>` in the
+    order the config lists them, then the optional parts the settings turn on."""
+    data: dict[str, None] = {}
+    for site in settings.sites:
+        data.update((f"data.{f.name}", None) for f in site.fields)
+    extra = (
+        (("site", *data, "data_problems") if settings.sites else ())
+        + (("structured",) if settings.structured_data else ())
+        + (("html_file",) if settings.save_html else ())
+    )
+    return CSV_COLUMNS[:4] + extra + CSV_COLUMNS[4:]
+
+
+def flat_record(record: PageRecord) -> dict[str, Any]:
+    """The record with `data` spread into `data.<field>` keys and the error split in two;
+    lists and objects as JSON text."""
+    row = record.to_dict()
+    error = row.pop("error", None) or {}
+    row["error_kind"], row["error_message"] = error.get("kind"), error.get("message")
+    for name, value in (row.pop("data", None) or {}).items():
+        row[f"data.{name}"] = value
+    for key, value in row.items():
+        if isinstance(value, (list, dict)):
+            row[key] = orjson.dumps(value).decode()
+    return row
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -139,16 +176,19 @@ class JsonLinesSink(RecordSink):
 
 
 class CsvSink(RecordSink):
-    """CSV with a fixed column order; lists (links) are JSON text."""
+    """CSV with a fixed column order (record_columns); lists and objects are JSON text."""
 
     extension = "csv"
 
-    def __init__(self, folder: Path, run_id: str, append: bool = False) -> None:
+    def __init__(
+        self, folder: Path, run_id: str, append: bool = False, columns: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(folder, run_id, append)
+        self.columns = columns or CSV_COLUMNS
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer)
         if not append:
-            self._writer.writerow(CSV_COLUMNS)
+            self._writer.writerow(self.columns)
             self.handle.write(self._take())
 
     def _take(self) -> bytes:
@@ -158,19 +198,105 @@ class CsvSink(RecordSink):
         return text.encode("utf-8")
 
     def format(self, record: PageRecord) -> bytes:
-        row = record.to_dict()
-        error = row.pop("error", None) or {}
-        row["error_kind"], row["error_message"] = error.get("kind"), error.get("message")
-        if "links" in row:
-            row["links"] = orjson.dumps(row["links"]).decode()
-        self._writer.writerow(["" if row.get(c) is None else row[c] for c in CSV_COLUMNS])
+        row = flat_record(record)
+        self._writer.writerow(["" if row.get(c) is None else row[c] for c in self.columns])
         return self._take()
 
 
-def open_sink(fmt: str, folder: Path, run_id: str, append: bool = False) -> RecordSink:
-    """The sink for a `format` setting."""
-    sink = CsvSink if fmt == "csv" else JsonLinesSink
-    return sink(folder, run_id, append)
+class SqliteSink(JsonLinesSink):
+    """The run's JSON lines, and <output_dir>/records.sqlite: table `records`, one row per URL
+    as listed, upserted as records arrive, so a cron job keeps one table current.
+
+    ok replaces the row; unchanged and failed keep the last good page's fields and data and
+    update outcome, attempts, status, error, run and time; invalid, duplicate and skipped
+    lines have no page and are left out (the JSON lines hold them). The row is written before
+    the JSON line: a resumed run repeats at most the upsert of the record a kill cut off.
+    """
+
+    KEEP_ON_FAILURE = ("outcome", "attempts", "status", "error_kind", "error_message")
+
+    def __init__(
+        self, folder: Path, run_id: str, append: bool = False, columns: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(folder, run_id, append)
+        self.columns = tuple(c for c in columns if c not in ("line", "url")) + (
+            "line",
+            "run_id",
+            "checked_at",
+        )
+        self.db = sqlite3.connect(folder / TABLE_FILE, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS records (url TEXT PRIMARY KEY)")
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(records)")}
+        for column in self.columns:  # a config that gained fields gains columns
+            if column not in have:
+                self.db.execute(f"ALTER TABLE records ADD COLUMN {_quoted(column)}")
+
+    def write(self, record: PageRecord) -> None:
+        if record.outcome in (Outcome.OK, Outcome.UNCHANGED, Outcome.FAILED):
+            self._upsert(record)
+        super().write(record)
+
+    def _upsert(self, record: PageRecord) -> None:
+        row = flat_record(record)
+        row["run_id"] = self.run_id
+        row["checked_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if record.outcome is Outcome.OK:
+            update = self.columns
+        elif record.outcome is Outcome.FAILED:
+            update = (*self.KEEP_ON_FAILURE, "line", "run_id", "checked_at")
+        else:
+            update = ("outcome", "attempts", "line", "run_id", "checked_at")
+        names = ("url", *update)
+        self.db.execute(
+            f"INSERT INTO records ({', '.join(map(_quoted, names))}) "
+            f"VALUES ({', '.join('?' * len(names))}) ON CONFLICT(url) DO UPDATE SET "
+            + ", ".join(f"{_quoted(c)} = excluded.{_quoted(c)}" for c in update),
+            [row.get(c) if c != "url" else record.url for c in names],
+        )
+
+    def finish(self, summary: dict[str, Any]) -> Path:
+        self.db.close()
+        return super().finish(summary)
+
+    def abandon(self) -> None:
+        self.db.close()
+        super().abandon()
+
+
+def _quoted(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def open_sink(settings: Any, folder: Path, run_id: str, append: bool = False) -> RecordSink:
+    """The sink for the `format` setting."""
+    if settings.format == "jsonl":
+        return JsonLinesSink(folder, run_id, append)
+    sink = CsvSink if settings.format == "csv" else SqliteSink
+    return sink(folder, run_id, append, record_columns(settings))
+
+
+def html_file_name(url: str) -> str:
+    """A safe file name for a page: readable part of the URL + a hash of all of it.
+
+    Only [A-Za-z0-9._-], never starting with a dot, at most ~110 characters: no URL can name
+    a path outside the folder, and two URLs never share a name (the hash covers the whole URL).
+    """
+    digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    readable = _UNSAFE.sub("-", url.partition("://")[2])[:90].strip("-.") or "page"
+    return f"{readable}-{digest}.html"
+
+
+def save_html(folder: Path, url: str, body: bytes) -> str:
+    """Write `body` to <folder>/html/<name> atomically; returns the path relative to `folder`."""
+    directory = folder / HTML_DIR
+    directory.mkdir(exist_ok=True)
+    name = html_file_name(url)
+    tmp = directory / f".{name}.{threading.get_ident()}.tmp"
+    tmp.write_bytes(body)
+    os.replace(tmp, directory / name)
+    return f"{HTML_DIR}/{name}"
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -1,0 +1,137 @@
+"""Structured data a page carries for machines: JSON-LD, OpenGraph and microdata.
+
+Runs in the parse workers on the lxml tree, before the parse stage strips scripts. Malformed
+data is skipped and named in the result's `problems`; it never fails the page. No network.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urljoin
+
+MAX_JSON_LD_BYTES = 1_000_000  # one script element; bigger ones are skipped, not parsed
+MAX_ITEM_DEPTH = 20  # microdata items nested deeper are cut off (a hostile page nests forever)
+# Where a microdata property's value comes from (WHATWG HTML, "Microdata", values).
+URL_ATTRS = {
+    "a": "href",
+    "area": "href",
+    "link": "href",
+    "audio": "src",
+    "embed": "src",
+    "iframe": "src",
+    "img": "src",
+    "source": "src",
+    "track": "src",
+    "video": "src",
+    "object": "data",
+}
+VALUE_ATTRS = {"meta": "content", "data": "value", "meter": "value", "time": "datetime"}
+
+
+def structured_data(root: Any, base_url: str) -> dict[str, Any]:
+    """{json_ld: [...], opengraph: {...}, microdata: [...]} (and problems when any)."""
+    problems: list[str] = []
+    out: dict[str, Any] = {
+        "json_ld": _json_ld(root, problems),
+        "opengraph": _opengraph(root),
+        "microdata": _microdata(root, base_url),
+    }
+    if problems:
+        out["problems"] = problems
+    return out
+
+
+def _json_ld(root: Any, problems: list[str]) -> list[Any]:
+    items: list[Any] = []
+    for script in root.iter("script"):
+        if (script.get("type") or "").strip().lower() != "application/ld+json":
+            continue
+        text = (script.text or "").strip()
+        if len(text) > MAX_JSON_LD_BYTES:
+            problems.append(f"json_ld: a script of {len(text)} characters skipped")
+            continue
+        # Pages wrap JSON-LD in HTML comments or CDATA markers to hide it from old browsers.
+        for wrapper in (("<!--", "-->"), ("<![CDATA[", "]]>"), ("//<![CDATA[", "//]]>")):
+            if text.startswith(wrapper[0]) and text.endswith(wrapper[1]):
+                text = text[len(wrapper[0]) : -len(wrapper[1])].strip()
+        if not text:
+            continue
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            problems.append(f"json_ld: invalid JSON: {str(exc)[:120]}")
+            continue
+        items.extend(value if isinstance(value, list) else [value])
+    return items
+
+
+def _opengraph(root: Any) -> dict[str, Any]:
+    """`og:*` meta properties without the prefix; a property given twice becomes a list."""
+    found: dict[str, Any] = {}
+    for meta in root.iter("meta"):
+        prop = (meta.get("property") or "").strip()
+        content = meta.get("content")
+        if not prop.lower().startswith("og:") or content is None:
+            continue
+        key = prop[3:]
+        if key in found:
+            previous = found[key]
+            found[key] = [*previous, content] if isinstance(previous, list) else [previous, content]
+        else:
+            found[key] = content
+    return found
+
+
+def _microdata(root: Any, base_url: str) -> list[dict[str, Any]]:
+    """Top-level items (itemscope without itemprop), as {type, id, properties}."""
+    return [
+        _item(element, base_url, 0)
+        for element in root.iter()
+        if isinstance(element.tag, str)
+        and element.get("itemscope") is not None
+        and element.get("itemprop") is None
+    ]
+
+
+def _item(element: Any, base_url: str, depth: int) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    types = (element.get("itemtype") or "").split()
+    if types:
+        item["type"] = types[0] if len(types) == 1 else types
+    if element.get("itemid"):
+        item["id"] = urljoin(base_url, element.get("itemid").strip())
+    properties: dict[str, Any] = {}
+    for prop in _properties(element):
+        value: Any
+        if prop.get("itemscope") is not None:
+            value = _item(prop, base_url, depth + 1) if depth < MAX_ITEM_DEPTH else None
+        else:
+            value = _value(prop, base_url)
+        for name in (prop.get("itemprop") or "").split():
+            properties.setdefault(name, []).append(value)
+    item["properties"] = {k: v[0] if len(v) == 1 else v for k, v in properties.items()}
+    return item
+
+
+def _properties(scope: Any) -> list[Any]:
+    """Elements with itemprop under `scope`, not descending into nested items."""
+    found = []
+    stack = list(reversed([c for c in scope if isinstance(c.tag, str)]))
+    while stack:
+        element = stack.pop()
+        if element.get("itemprop") is not None:
+            found.append(element)
+        if element.get("itemscope") is None:
+            stack.extend(reversed([c for c in element if isinstance(c.tag, str)]))
+    return found
+
+
+def _value(element: Any, base_url: str) -> str:
+    tag = element.tag.lower() if isinstance(element.tag, str) else ""
+    if tag in URL_ATTRS:
+        raw = element.get(URL_ATTRS[tag])
+        return urljoin(base_url, raw.strip()) if raw else ""
+    if tag in VALUE_ATTRS and element.get(VALUE_ATTRS[tag]) is not None:
+        return str(element.get(VALUE_ATTRS[tag]))
+    return " ".join("".join(element.itertext()).split())
