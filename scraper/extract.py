@@ -408,14 +408,13 @@ def table_rows(table: Any) -> list[dict[str, Any]]:
         return []
     header_row = 0 if rows[0][0] else None
     keys = _keys(rows[header_row][1] if header_row is not None else [])
-    out = []
-    for index, (_, cells) in enumerate(rows):
-        if index == header_row or not any(cells):
-            continue
-        while len(keys) < len(cells):
-            keys.append(f"column_{len(keys) + 1}")
-        out.append({key: (cells[i] if i < len(cells) else None) for i, key in enumerate(keys)})
-    return out
+    body = [cells for index, (_, cells) in enumerate(rows) if index != header_row and any(cells)]
+    width = max((len(cells) for cells in body), default=0)
+    keys += [f"column_{n}" for n in range(len(keys) + 1, width + 1)]
+    return [
+        {key: (cells[i] if i < len(cells) else None) for i, key in enumerate(keys)}
+        for cells in body
+    ]
 
 
 def _rows(table: Any) -> Iterable[Any]:

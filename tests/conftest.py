@@ -101,7 +101,7 @@ def run_script(
     args: list[str], cwd: Path, stdin: bytes | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    if args and args[0] not in ("demo", "bench", "history", "report"):
+    if args and args[0] not in ("demo", "bench", "history", "report", "check", "try"):
         args = [*args, *UNLIMITED]
     return subprocess.run(
         [*scrape_command(), *args],
