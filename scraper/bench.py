@@ -15,7 +15,15 @@ from typing import TextIO
 from scraper.config import usable_cores
 from scraper.demo import DemoSite, check_records
 from scraper.demo_server import DemoServer
-from scraper.measure import measure_floors, run_model, run_scrape_command, write_list
+from scraper.measure import (
+    DEMO_FIELDS,
+    fetch_pages,
+    measure_extract_cost,
+    measure_floors,
+    run_model,
+    run_scrape_command,
+    write_list,
+)
 
 # -- reports -----------------------------------------------------------------------------
 
@@ -266,6 +274,22 @@ def state_size_for(count: int, path: Path) -> int:
     return path.stat().st_size
 
 
+def bench_extract(args: argparse.Namespace, out: TextIO) -> bool:
+    """Extraction rules' cost: parse time per page with 10 CSS fields vs the generic record."""
+    with DemoServer(n_pages=args.pages) as server:
+        pages = fetch_pages(server, min(args.pages, 1000))
+    cost = measure_extract_cost(pages)
+    ratio = cost["rules_cpu_s"] / cost["plain_cpu_s"]
+    print(
+        f"\n== extraction rules, {len(pages)} demo pages, one process ==\n"
+        f"generic record {cost['plain_cpu_s'] * 1000:.2f} ms/page; with {len(DEMO_FIELDS)} CSS "
+        f"fields {cost['rules_cpu_s'] * 1000:.2f} ms/page = {ratio:.2f} x (limit 1.50)  "
+        f"{_verdict(ratio <= 1.5)}",
+        file=out,
+    )
+    return ratio <= 1.5
+
+
 def run_bench(argv: Sequence[str], out: TextIO) -> int:
     """`scrape bench`; exits 0 when every figure is within its limit, 1 otherwise."""
     parser = argparse.ArgumentParser(
@@ -299,8 +323,11 @@ def run_bench(argv: Sequence[str], out: TextIO) -> int:
         action="store_true",
         help="second runs over unchanged pages, and the state's cost",
     )
+    parser.add_argument("--extract", action="store_true", help="the cost of 10 CSS fields per page")
     parser.add_argument(
-        "--only", choices=("models", "memory", "incremental"), help="skip the main figures"
+        "--only",
+        choices=("models", "memory", "incremental", "extract"),
+        help="skip the main figures",
     )
     try:
         args = parser.parse_args(argv)
@@ -317,4 +344,6 @@ def run_bench(argv: Sequence[str], out: TextIO) -> int:
             ok &= bench_memory(args, out, work)
         if args.incremental or args.only == "incremental":
             ok &= bench_incremental(args, out, work)
+        if args.extract or args.only == "extract":
+            ok &= bench_extract(args, out)
     return 0 if ok else 1

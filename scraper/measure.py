@@ -326,3 +326,60 @@ def run_model(
         peak,
         after["requests"],
     )
+
+
+# -- extraction rules: their cost on top of the generic record -----------------------------
+
+# Ten CSS fields of the kinds people write, for the generic demo pages.
+DEMO_FIELDS: dict[str, dict[str, Any]] = {
+    "heading": {"css": "title"},
+    "lang": {"css": "html", "attr": "lang"},
+    "description": {"css": "meta[name=description]", "attr": "content"},
+    "canonical": {"css": "link[rel=canonical]", "attr": "href", "type": "url"},
+    "nav": {"css": "nav.nav a", "attr": "href", "all": True, "type": "url"},
+    "sections": {"css": "main h2", "all": True},
+    "first_paragraph": {"css": "main > p:first-of-type"},
+    "page_links": {"css": "main p a[href*='/page/']", "all": True, "attr": "href"},
+    "external": {"css": "a[href^='https://']", "attr": "href", "type": "url"},
+    "link_count": {"css": "main p a:last-child", "regex": "([0-9]+)", "type": "int"},
+}
+
+
+def measure_extract_cost(pages: list[Any], rounds: int = 3) -> dict[str, float]:
+    """CPU per page of parse_page without rules and with DEMO_FIELDS (best of `rounds`,
+    interleaved, so that a noisy neighbour hits both alike)."""
+    from scraper.parse import ParseOptions, parse_page
+    from scraper.rules import SiteRule, check_field
+
+    fields = tuple(check_field(n, dict(o), f"bench field {n}") for n, o in DEMO_FIELDS.items())
+    plain = ParseOptions()
+    ruled = ParseOptions(sites=(SiteRule("demo", "glob", "*", fields),))
+    parse_page(pages[0], ruled)  # compiles the selectors once, as a worker does
+    best = {"plain_cpu_s": float("inf"), "rules_cpu_s": float("inf")}
+    for _ in range(rounds):
+        for key, options in (("plain_cpu_s", plain), ("rules_cpu_s", ruled)):
+            started = time.process_time()
+            for page in pages:
+                parse_page(page, options)
+            best[key] = min(best[key], (time.process_time() - started) / len(pages))
+    return best
+
+
+def fetch_pages(server: DemoServer, count: int) -> list[Any]:
+    """`count` demo pages fetched once (200s only), for in-process parse measurements."""
+    from scraper.config import Settings
+    from scraper.fetch import FetchLimits, fetch_page, new_session
+    from scraper.records import UrlTask
+
+    limits = FetchLimits(5, 15, 30, 5_000_000, 10)
+    session = new_session(Settings())
+    pages = []
+    try:
+        for n, line in enumerate(demo_url_lines(server.url, count), 1):
+            url = line.decode().strip()
+            page = fetch_page(session, UrlTask(n, url, url), limits)
+            if page.status == 200:
+                pages.append(page)
+    finally:
+        session.close()
+    return pages

@@ -290,3 +290,44 @@ def test_deeply_nested_microdata_does_not_break_the_page() -> None:
     options = ParseOptions(structured_data=True)
     fields = parse_page(page_of(body), options)
     assert len(fields["structured"]["microdata"]) == 1
+
+
+def test_url_fields_resolve_exactly_as_urljoin_does() -> None:
+    from urllib.parse import urljoin
+
+    from scraper.extract import join_url
+
+    bases = [ORIGIN + "/shop/product/3", "https://ex.com/a/b?x=1#f", "http://u:p@ex.com:81/a/"]
+    hrefs = [
+        "http://x/y",
+        "https://x/y#f",
+        "http://x",
+        "https://x?y",
+        "http://x/a;b?c#d",
+        "/a",
+        "/a#b",
+        "/a?b=c",
+        "//cdn/x",
+        "a.png",
+        "../a",
+        "./a",
+        "#f",
+        "?q",
+        "",
+        "/a/../b",
+        "HTTP://X/Y",
+        "http://x/y?",
+        "/p#",
+        "mailto:a@b",
+        "http://x:80/y",
+        "/a b",
+        "/é",
+        "http://[::1]/x",
+        "https://a.b/c://d",
+        "/x:y",
+        "http://x/./y",
+        "/a\tb",
+    ]
+    for base in bases:
+        for href in hrefs:
+            assert join_url(base, href) == urljoin(base, href), (base, href)
