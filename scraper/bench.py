@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from scraper.config import usable_cores
 from scraper.demo import DemoSite, check_records
@@ -290,6 +290,68 @@ def bench_extract(args: argparse.Namespace, out: TextIO) -> bool:
     return ratio <= 1.5
 
 
+def bench_cluster(args: argparse.Namespace, out: TextIO, work: Path) -> bool:
+    """`--cluster local:2` against a local run, both at --latency-ms, on a site of 8 hosts.
+
+    Each worker runs a local run's pipeline with --threads download threads, so two workers
+    have twice the threads: the cluster is also run with half the threads per worker, the same
+    total as the local run, which is the figure that shows the engine's own overhead.
+    """
+    flags = ["--processes", str(args.processes), "--full"]
+    pages = args.pages
+    half = max(1, args.threads // 2)
+    with DemoServer(n_pages=pages, latency_s=args.latency_ms / 1000, ports=8) as server:
+        list_path = write_list(work, server.urls, pages)
+        runs = []
+        for name, threads, extra in (
+            ("local", args.threads, []),
+            ("cluster", args.threads, ["--cluster", "local:2"]),
+            ("cluster-half", half, ["--cluster", "local:2"]),
+        ):
+            measured, records = run_scrape_command(
+                server, list_path, work / f"out-{name}", [*flags, "--threads", str(threads), *extra]
+            )
+            problems = check_records(DemoSite(pages), server.urls, records)
+            runs.append((measured, records, problems))
+    (local, local_records, _), *clusters = runs
+    print(
+        f"\n== Dask: --cluster local:2 vs a local run, {pages} pages on 8 hosts, "
+        f"{args.latency_ms:g} ms latency ==\n"
+        f"local, {args.threads} threads: {local.pages_per_s:.0f} pages/s from the first request, "
+        f"{local.cpu_s:.1f} CPU-s, first request after {local.startup_s or 0:.2f} s",
+        file=out,
+    )
+    ok = True
+    for (run, records, problems), threads in zip(clusters, (args.threads, half), strict=True):
+        ratio = run.pages_per_s / local.pages_per_s
+        same = _record_set(local_records) == _record_set(records)
+        ok &= ratio >= 0.8 and same and not problems
+        print(
+            f"cluster, 2 workers x {threads} threads: {run.pages_per_s:.0f} pages/s = "
+            f"{ratio:.0%} of local (limit 80%)  {_verdict(ratio >= 0.8)}; {run.cpu_s:.1f} CPU-s; "
+            f"cluster start-up {run.summary.get('cluster_start_s') or 0:.2f} s, first request "
+            f"after {run.startup_s or 0:.2f} s; records: the local run's set: {same}, "
+            f"{len(records) - len(problems)}/{len(records)} correct",
+            file=out,
+        )
+    return ok
+
+
+def _record_set(records: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    """Records as comparable tuples (without timing-dependent parts)."""
+    return {
+        (
+            r["line"],
+            r["url"],
+            r["outcome"],
+            r.get("final_url"),
+            r.get("title"),
+            r.get("content_hash"),
+        )
+        for r in records
+    }
+
+
 def run_bench(argv: Sequence[str], out: TextIO) -> int:
     """`scrape bench`; exits 0 when every figure is within its limit, 1 otherwise."""
     parser = argparse.ArgumentParser(
@@ -325,8 +387,13 @@ def run_bench(argv: Sequence[str], out: TextIO) -> int:
     )
     parser.add_argument("--extract", action="store_true", help="the cost of 10 CSS fields per page")
     parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="--cluster local:2 (Dask) against a local run (needs scraper[dask])",
+    )
+    parser.add_argument(
         "--only",
-        choices=("models", "memory", "incremental", "extract"),
+        choices=("models", "memory", "incremental", "extract", "cluster"),
         help="skip the main figures",
     )
     try:
@@ -346,4 +413,6 @@ def run_bench(argv: Sequence[str], out: TextIO) -> int:
             ok &= bench_incremental(args, out, work)
         if args.extract or args.only == "extract":
             ok &= bench_extract(args, out)
+        if args.cluster or args.only == "cluster":
+            ok &= bench_cluster(args, out, work)
     return 0 if ok else 1

@@ -128,6 +128,9 @@ class Settings:
         False, "add the page's JSON-LD, OpenGraph and microdata to each record"
     )
     save_html: bool = _setting(False, "save each fetched page's HTML under <output_dir>/html/")
+    cluster: str = _setting(
+        "", "run on Dask: a scheduler address (tcp://host:8786) or local:N; empty: here"
+    )
     quiet: bool = _setting(False, "no progress bar and no summary; errors only")
 
     def effective_processes(self) -> int:

@@ -291,16 +291,22 @@ def _make_links(rng: random.Random, i: int, n_pages: int) -> tuple[list[tuple[st
     return anchors, keys
 
 
-def demo_url_lines(origin: str, count: int) -> Iterator[bytes]:
-    """The demo list as URL lines (bytes, newline-terminated), generated lazily."""
-    for path in list_paths(count):
-        yield f"{origin}{path}\n".encode()
+def demo_url_lines(origin: str | list[str], count: int) -> Iterator[bytes]:
+    """The demo list as URL lines (bytes, newline-terminated), generated lazily; with several
+    origins (hosts), line i goes to origin i mod n."""
+    origins = [origin] if isinstance(origin, str) else origin
+    for n, path in enumerate(list_paths(count)):
+        yield f"{origins[n % len(origins)]}{path}\n".encode()
 
 
-def check_records(site: DemoSite, origin: str, records: list[dict[str, Any]]) -> list[str]:
+def check_records(
+    site: DemoSite, origin: str | list[str], records: list[dict[str, Any]]
+) -> list[str]:
     """Compare records (as written) with the ground truth; returns one line per mismatch."""
+    origins = [origin] if isinstance(origin, str) else origin
     problems = []
     for record in records:
+        origin = next((o for o in origins if record["url"].startswith(o + "/")), origins[0])
         path = record["url"].removeprefix(origin)
         truth = site.truth(path)
         expected_outcome = "ok" if truth.status == 200 else "failed"

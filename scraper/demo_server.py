@@ -87,17 +87,19 @@ def _serialize(resp: Response, keep_alive: bool, include_body: bool) -> bytes:
     return head + resp.body if include_body else head
 
 
-async def _serve(n_pages: int, latency_s: float, control: Connection) -> None:
+async def _serve(n_pages: int, latency_s: float, control: Connection, ports: int = 1) -> None:
     site = DemoSite(n_pages)
     for i in range(min(n_pages, 20_000)):  # build pages before timing starts
         site.page(i)
     stats = ServerStats()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: _HttpProtocol(site, stats, latency_s), "127.0.0.1", 0, backlog=1024
-    )
-    port = server.sockets[0].getsockname()[1]
-    control.send(port)
+    servers = [
+        await loop.create_server(
+            lambda: _HttpProtocol(site, stats, latency_s), "127.0.0.1", 0, backlog=1024
+        )
+        for _ in range(ports)
+    ]
+    control.send([server.sockets[0].getsockname()[1] for server in servers])
     stop = asyncio.Event()
 
     def on_command() -> None:
@@ -114,13 +116,14 @@ async def _serve(n_pages: int, latency_s: float, control: Connection) -> None:
     loop.add_reader(control.fileno(), on_command)
     await stop.wait()
     loop.remove_reader(control.fileno())
-    server.close()
-    await server.wait_closed()
+    for server in servers:
+        server.close()
+        await server.wait_closed()
 
 
-def _server_main(n_pages: int, latency_s: float, control: Connection) -> None:
+def _server_main(n_pages: int, latency_s: float, control: Connection, ports: int) -> None:
     try:
-        asyncio.run(_serve(n_pages, latency_s, control))
+        asyncio.run(_serve(n_pages, latency_s, control, ports))
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass
     finally:
@@ -128,11 +131,14 @@ def _server_main(n_pages: int, latency_s: float, control: Connection) -> None:
 
 
 class DemoServer:
-    """The demo site in its own process on 127.0.0.1; a context manager. `url` is its origin."""
+    """The demo site in its own process on 127.0.0.1; a context manager. `url` is its origin;
+    with `ports` > 1 the same site answers on several ports, `urls`, which politeness counts
+    as several hosts (how the cluster benchmark spreads hosts over workers)."""
 
-    def __init__(self, n_pages: int = 2000, latency_s: float = 0.0) -> None:
-        self.n_pages, self.latency_s = n_pages, latency_s
+    def __init__(self, n_pages: int = 2000, latency_s: float = 0.0, ports: int = 1) -> None:
+        self.n_pages, self.latency_s, self.ports = n_pages, latency_s, ports
         self.url = ""
+        self.urls: list[str] = []
         self._process: Any = None
         self._control: Connection | None = None
 
@@ -140,7 +146,9 @@ class DemoServer:
         ctx = multiprocessing.get_context("spawn")
         ours, theirs = ctx.Pipe()
         self._process = ctx.Process(
-            target=_server_main, args=(self.n_pages, self.latency_s, theirs), daemon=True
+            target=_server_main,
+            args=(self.n_pages, self.latency_s, theirs, self.ports),
+            daemon=True,
         )
         self._process.start()
         theirs.close()
@@ -148,7 +156,8 @@ class DemoServer:
         if not ours.poll(60):
             self.__exit__(None, None, None)
             raise RuntimeError("demo site did not start within 60 s")
-        self.url = f"http://127.0.0.1:{ours.recv()}"
+        self.urls = [f"http://127.0.0.1:{port}" for port in ours.recv()]
+        self.url = self.urls[0]
         return self
 
     def stats(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class Measured:
     requests: int
     startup_s: float | None = None
     problems: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)  # the run's summary.json
 
     @property
     def pages_per_s(self) -> float:
@@ -137,11 +138,12 @@ def run_scrape_command(
         peak_rss=peak,
         requests=after["requests"],
         startup_s=(first - started_wall) if first else None,
+        summary=summary,
     )
     return measured, records
 
 
-def write_list(folder: Path, origin: str, pages: int) -> Path:
+def write_list(folder: Path, origin: str | list[str], pages: int) -> Path:
     path = folder / f"urls-{pages}.txt"
     with path.open("wb") as handle:
         handle.writelines(demo_url_lines(origin, pages))

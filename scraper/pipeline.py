@@ -21,11 +21,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from scraper.config import Settings
 from scraper.errors import PageError
@@ -60,10 +60,19 @@ from scraper.records import (
     Validators,
 )
 from scraper.sinks import save_html
-from scraper.state import StateStore
-from scraper.urls import read_url_list, redact_url
+from scraper.urls import ListEntry, read_url_list, redact_url
 
 log = logging.getLogger(__name__)
+
+
+class ValidatorSource(Protocol):
+    """Where a run finds each URL's validators from last time: the state store, or on a
+    cluster worker the validators the client sent with the batch."""
+
+    def lookup(self, url: str) -> Validators | None: ...
+
+
+Source = BinaryIO | Iterable[ListEntry]  # the list's bytes, or entries already read
 
 END = object()  # end-of-stream marker passed along every queue
 POLL_S = 0.2
@@ -96,6 +105,7 @@ class RunCounts:
     changed: int = 0  # new or changed pages
     resumed: bool = False  # this run finishes a killed one (--resume)
     resumed_records: int = 0  # records the killed run had already written
+    cluster_start_s: float | None = None  # connecting to (or starting) the Dask cluster
 
     def add(self, record: PageRecord) -> None:
         self.records += 1
@@ -130,7 +140,7 @@ class Pipeline:
         self,
         settings: Settings,
         events: RunEvents | None = None,
-        state: StateStore | None = None,
+        state: ValidatorSource | None = None,
         incremental: bool = True,
         skip_lines: frozenset[int] = frozenset(),
     ) -> None:
@@ -156,7 +166,7 @@ class Pipeline:
 
     def run(
         self,
-        lines: BinaryIO,
+        lines: Source,
         write: Callable[[PageRecord], None],
         grace_s: float = 10.0,
     ) -> RunCounts:
@@ -169,7 +179,7 @@ class Pipeline:
         self.counts.ended = time.monotonic()
         return self.counts
 
-    def _start(self, lines: BinaryIO) -> list[threading.Thread]:
+    def _start(self, lines: Source) -> list[threading.Thread]:
         downloads_done = _Countdown(
             self.threads, lambda: self._put_all(self.parse_q, END, self.processes)
         )
@@ -255,23 +265,26 @@ class Pipeline:
 
     # -- stage threads ----------------------------------------------------------------------
 
-    def _read_list(self, lines: BinaryIO) -> None:
+    def _read_list(self, lines: Source) -> None:
         """Queue each URL line for its host; after a stop, read on and record the rest as
         skipped, so that every URL line of the list still gets its record."""
         skipping = False
         try:
-            for entry in read_url_list(lines):
+            entries: Iterable[ListEntry] = (
+                lines if not hasattr(lines, "read") else read_url_list(lines)  # type: ignore[arg-type]
+            )
+            for entry in entries:
                 if self.events.abort.is_set():
                     return
                 if entry.line_no in self.skip_lines:
                     continue
                 if not isinstance(entry, UrlTask):
-                    self._put(self.record_q, _line_record(entry))
+                    self._put(self.record_q, line_record(entry))
                 elif skipping or not self.scheduler.add(entry):
                     if not skipping:
                         skipping = True
                         self._record_unfinished(self.scheduler.stop())
-                    self._put(self.record_q, _skipped(entry))
+                    self._put(self.record_q, skipped_record(entry))
         except OSError as exc:
             log.error("reading the URL list failed: %s", exc)
         finally:
@@ -282,10 +295,11 @@ class Pipeline:
     def _record_unfinished(self, left: list[Queued]) -> None:
         for queued in left:
             if queued.last_error is None:
-                self._put(self.record_q, _skipped(queued.task))
+                self._put(self.record_q, skipped_record(queued.task))
             else:  # waiting for a retry: its last failure is its outcome
                 self._put(
-                    self.record_q, _failed(queued.task, queued.last_error, {}, queued.attempt - 1)
+                    self.record_q,
+                    failed_record(queued.task, queued.last_error, {}, queued.attempt - 1),
                 )
 
     def _download(self, done: _Countdown) -> None:
@@ -351,7 +365,7 @@ class Pipeline:
         if error is not None or page is None:
             assert error is not None
             fields = {"final_url": page.final_url, "status": page.status} if page else {}
-            return _failed(task, error, fields, attempt)
+            return failed_record(task, error, fields, attempt)
         same = known is not None and page.content_hash == known.content_hash
         if page.status == 304 or (same and self.incremental):
             return _unchanged(task, page, known)
@@ -400,7 +414,7 @@ class Pipeline:
                 )
             else:
                 known = fields or {"final_url": page.final_url, "status": page.status}
-                record = _failed(page.task, error, known, page.attempts)
+                record = failed_record(page.task, error, known, page.attempts)
             self._put(self.record_q, record)
 
         try:
@@ -417,7 +431,9 @@ class Pipeline:
             done.done()
 
 
-def _failed(task: UrlTask, info: ErrorInfo, fields: dict[str, Any], attempts: int) -> PageRecord:
+def failed_record(
+    task: UrlTask, info: ErrorInfo, fields: dict[str, Any], attempts: int
+) -> PageRecord:
     log.warning("line %d: %s: %s: %s", task.line_no, task.url, info.kind.value, info.message)
     state = PageState(
         state_key(task),
@@ -469,16 +485,16 @@ def _unchanged(task: UrlTask, page: FetchedPage, known: Validators | None) -> Pa
 def _unfinished(queued: Queued) -> PageRecord:
     """The record of a URL still queued when the run stopped."""
     if queued.last_error is None:
-        return _skipped(queued.task)
+        return skipped_record(queued.task)
     # Waiting for a retry: its last failure is its outcome.
-    return _failed(queued.task, queued.last_error, {}, queued.attempt - 1)
+    return failed_record(queued.task, queued.last_error, {}, queued.attempt - 1)
 
 
-def _skipped(task: UrlTask) -> PageRecord:
+def skipped_record(task: UrlTask) -> PageRecord:
     return PageRecord(task.line_no, task.url, Outcome.SKIPPED, {}, None, 0)
 
 
-def _line_record(entry: InvalidLine | DuplicateLine) -> PageRecord:
+def line_record(entry: InvalidLine | DuplicateLine) -> PageRecord:
     if isinstance(entry, InvalidLine):
         log.warning("line %d: invalid: %s", entry.line_no, entry.reason)
         info = ErrorInfo(ErrorKind.INVALID_URL, entry.reason)

@@ -56,12 +56,15 @@ def scrape(
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> ExitCode:
     """Run one scrape of the URL lines in `lines` and report it; returns the exit code."""
-    run = functools.partial(_run, settings, lines, list_name, options)
     with (
         Console(stderr, quiet=settings.quiet, debug=options.debug, is_tty=is_tty) as console,
         _log_file(settings),
+        _cluster(settings) as cluster,
     ):
+        run = functools.partial(_run, settings, lines, list_name, options, cluster)
         try:
+            if isinstance(cluster, ConfigError):
+                raise cluster
             folder = prepare_output_dir(Path(settings.output_dir))
             if not options.use_state:
                 return run(console, folder, None, count_path, on_record)
@@ -84,11 +87,34 @@ def scrape(
             lock.release()
 
 
+@contextmanager
+def _cluster(settings: Settings) -> Iterator[Any]:
+    """The connected cluster of `--cluster`, None without one, or the ConfigError of a
+    cluster that cannot be used (reported like any config error: exit 2, nothing fetched)."""
+    if not settings.cluster:
+        yield None
+        return
+    from scraper.cluster import Cluster
+
+    cluster = Cluster(settings.cluster)
+    try:
+        cluster.connect()
+    except ConfigError as exc:
+        yield exc
+        return
+    try:
+        log.info("cluster %s ready in %.1fs", settings.cluster, cluster.start_s)
+        yield cluster
+    finally:
+        cluster.close()
+
+
 def _run(
     settings: Settings,
     lines: BinaryIO,
     list_name: str,
     options: RunOptions,
+    cluster: Any,
     console: Console,
     folder: Path,
     state: StateStore | None,
@@ -102,9 +128,15 @@ def _run(
         return ExitCode.USAGE
     limit_malloc_arenas()
     events = RunEvents()
-    pipeline = Pipeline(
-        settings, events, state, incremental=not options.full, skip_lines=frozenset(resumed.lines)
-    )
+    pipeline: Any
+    if cluster is not None:
+        from scraper.cluster import ClusterRun
+
+        pipeline = ClusterRun(
+            settings, cluster, events, state, not options.full, frozenset(resumed.lines)
+        )
+    else:
+        pipeline = Pipeline(settings, events, state, not options.full, frozenset(resumed.lines))
     _count_resumed(pipeline.counts, resumed)
     if state is not None:
         started_at = pipeline.counts.started_at.isoformat(timespec="seconds")

@@ -42,7 +42,7 @@ def run_summary(counts: RunCounts, code: int, run_id: str, list_name: str) -> di
         "resumed_records": counts.resumed_records,
         "interrupted": counts.interrupted,
         "exit_code": int(code),
-    }
+    } | ({"cluster_start_s": round(counts.cluster_start_s, 3)} if counts.cluster_start_s else {})
 
 
 def write_metrics(path: Path, summary: dict[str, Any], start_ts: float, end_ts: float) -> None:
