@@ -18,6 +18,7 @@ from scraper.demo_server import DemoServer
 from scraper.measure import (
     DEMO_FIELDS,
     fetch_pages,
+    measure_client_write_rate,
     measure_extract_cost,
     measure_floors,
     run_model,
@@ -314,6 +315,7 @@ def bench_cluster(args: argparse.Namespace, out: TextIO, work: Path) -> bool:
             problems = check_records(DemoSite(pages), server.urls, records)
             runs.append((measured, records, problems))
     (local, local_records, _), *clusters = runs
+    write_rate = measure_client_write_rate(local_records, work)
     print(
         f"\n== Dask: --cluster local:2 vs a local run, {pages} pages on 8 hosts, "
         f"{args.latency_ms:g} ms latency ==\n"
@@ -334,6 +336,13 @@ def bench_cluster(args: argparse.Namespace, out: TextIO, work: Path) -> bool:
             f"{len(records) - len(problems)}/{len(records)} correct",
             file=out,
         )
+    per_worker = clusters[0][0].pages_per_s / 2
+    print(
+        f"client ceiling: it takes in {write_rate:.0f} records/s on one core (unpickle, write, "
+        f"state); a worker here gives {per_worker:.0f} pages/s, so about "
+        f"{write_rate / per_worker:.0f} such workers would saturate one client",
+        file=out,
+    )
     return ok
 
 

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 BATCH_DEPTH = 3  # batches in flight per worker: one running, two queued behind it
 MAX_TRIES = 3  # a batch whose worker dies this many times is given up
-CONNECT_TIMEOUT_S = 10.0
+LOCAL_START_S = 60.0  # a LocalCluster starting its worker processes on a busy machine
 MEMBERSHIP_EVERY_S = 1.0
 WAIT_S = 0.2
 
@@ -56,8 +56,9 @@ def batch_urls(settings: Settings) -> int:
 class Cluster:
     """A connected Dask client (and the LocalCluster it started, for `local:N`)."""
 
-    def __init__(self, address: str) -> None:
-        self.address = address
+    def __init__(self, address: str, timeout_s: float = 5.0) -> None:
+        """`timeout_s`: to reach the scheduler and to see a first worker (connect_timeout_s)."""
+        self.address, self.timeout_s = address, timeout_s
         self.client: Any = None
         self.local: Any = None
         self.start_s = 0.0
@@ -84,10 +85,11 @@ class Cluster:
                     dashboard_address=None,
                     silence_logs=logging.ERROR,
                 )
-                self.client = Client(self.local, timeout=CONNECT_TIMEOUT_S)
+                self.client = Client(self.local, timeout=LOCAL_START_S)
+                self.client.wait_for_workers(1, timeout=LOCAL_START_S)
             else:
-                self.client = Client(self.address, timeout=CONNECT_TIMEOUT_S)
-            self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+                self.client = Client(self.address, timeout=self.timeout_s)
+                self.client.wait_for_workers(1, timeout=self.timeout_s)
         except ConfigError:
             raise
         except Exception as exc:  # OSError, TimeoutError, ValueError for a bad address

@@ -385,3 +385,37 @@ def fetch_pages(server: DemoServer, count: int) -> list[Any]:
     finally:
         session.close()
     return pages
+
+
+# -- the cluster client's own ceiling ------------------------------------------------------
+
+
+def measure_client_write_rate(records: list[dict[str, Any]], folder: Path) -> float:
+    """Records/s one client process can take in: unpickle a batch result as it arrives from
+    a worker, write each record (JSON lines) and update the state, as a cluster run does."""
+    import pickle
+
+    from scraper.records import Outcome, PageRecord, PageState, Validators
+    from scraper.sinks import JsonLinesSink
+    from scraper.state import StateStore
+
+    page_records = []
+    for n, record in enumerate(r for r in records if r["outcome"] == "ok"):
+        fields = {
+            k: v for k, v in record.items() if k not in ("line", "url", "outcome", "attempts")
+        }
+        validators = Validators('"etag"', "Tue, 14 Nov 2023 22:13:20 GMT", record["content_hash"])
+        state = PageState(record["url"] + f"?n={n}", "ok", 200, None, validators, True)
+        page_records.append(PageRecord(n, record["url"], Outcome.OK, fields, None, 1, state))
+    batches = [pickle.dumps(page_records[i : i + 64]) for i in range(0, len(page_records), 64)]
+    store = StateStore(folder / "client-rate.sqlite")
+    sink = JsonLinesSink(folder, "client-rate")
+    started = time.process_time()
+    for blob in batches:
+        for record in pickle.loads(blob):
+            sink.write(record)
+            store.update(record.state, time.time())
+    store.close()
+    elapsed = time.process_time() - started
+    sink.abandon()
+    return len(page_records) / elapsed

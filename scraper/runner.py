@@ -96,7 +96,7 @@ def _cluster(settings: Settings) -> Iterator[Any]:
         return
     from scraper.cluster import Cluster
 
-    cluster = Cluster(settings.cluster)
+    cluster = Cluster(settings.cluster, settings.connect_timeout_s)
     try:
         cluster.connect()
     except ConfigError as exc:
