@@ -20,6 +20,8 @@ from urllib.parse import urljoin
 
 import requests
 import urllib3
+from requests.structures import CaseInsensitiveDict
+from requests.utils import requote_uri
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util import Retry
 
@@ -263,9 +265,7 @@ def _get(
         # Session.request merges headers and environment settings on every call: 15% of a
         # GET's CPU (measured on 304s: 0.91 -> 0.78 ms). Without trust_env the outcome of
         # that merge is the session's own settings, so prepare and send directly.
-        prepared = session.prepare_request(requests.Request("GET", url))
-        if headers:
-            prepared.headers.update(headers)
+        prepared = _prepared(session, url, headers)
         # verify only matters for https; a CA-bundle path there costs requests a stat() (and a
         # GIL hand-off) on every call, for plain http too.
         verify = session.verify if url.startswith("https:") else True
@@ -280,6 +280,37 @@ def _get(
         )
     except TRANSPORT_ERRORS as exc:
         raise page_error_from(exc) from exc
+
+
+def _prepared(
+    session: requests.Session, url: str, headers: dict[str, str] | None
+) -> requests.PreparedRequest:
+    """The GET that session.prepare_request would build, for a plain ASCII URL without
+    credentials: the session's headers, the extra ones, its cookies.
+
+    prepare_request copies the cookie jar and merges every setting through generic helpers
+    on each call: a re-run of 304s spent 0.95 ms of CPU per GET with it, 0.65 ms with this
+    (measured on the demo site). URLs it would change (IDNA hosts, user:password@) go through
+    prepare_request as before.
+    """
+    authority = url.split("/", 3)[2] if url.count("/") >= 2 else ""
+    if not url.isascii() or "@" in authority or session.auth is not None:
+        prepared = session.prepare_request(requests.Request("GET", url))
+        if headers:
+            prepared.headers.update(headers)
+        return prepared
+    prepared = requests.PreparedRequest()
+    prepared.method = "GET"
+    prepared.url = requote_uri(url)
+    prepared.headers = CaseInsensitiveDict(session.headers)  # type: ignore[arg-type]
+    if headers:
+        prepared.headers.update(headers)
+    prepared.body = None
+    prepared.hooks = {"response": []}
+    prepared._cookies = session.cookies  # type: ignore[attr-defined]
+    if len(session.cookies):
+        prepared.prepare_cookies(session.cookies)
+    return prepared
 
 
 def _next_hop(url: str, location: str, seen: set[str]) -> str:

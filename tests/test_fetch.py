@@ -113,3 +113,32 @@ def test_transport_errors_become_page_errors_of_the_right_kind(
 
 def test_unknown_exceptions_are_internal() -> None:
     assert page_error_from(ValueError("boom")).kind is ErrorKind.INTERNAL
+
+
+def test_the_session_keeps_cookies_and_sends_credentials_from_the_url() -> None:
+    """The fast request path must send what requests' own preparation would."""
+    from http.server import BaseHTTPRequestHandler
+
+    from tests.servers import send, serve
+
+    seen: list[tuple[str, str]] = []
+
+    def set_cookie(handler: BaseHTTPRequestHandler) -> None:
+        send(handler, 200, b"<p>set</p>", headers={"Set-Cookie": "session=abc; Path=/"})
+
+    def check(handler: BaseHTTPRequestHandler) -> None:
+        cookie, auth = handler.headers.get("Cookie"), handler.headers.get("Authorization")
+        seen.append((handler.path, f"{cookie}|{auth}"))
+        send(handler, 200, b"<p>ok</p>")
+
+    with serve({"/set": set_cookie, "/check": check, "/caf%C3%A9": check}) as served:
+        session = new_session(Settings())
+        for n, path in enumerate(("/set", "/check", "/café")):
+            url = served.origin + path
+            fetch_page(session, UrlTask(n, url, url), LIMITS)
+        host = served.origin.removeprefix("http://")
+        url = f"http://user:pw@{host}/check"
+        fetch_page(session, UrlTask(9, url, url), LIMITS, conditional={"If-None-Match": '"x"'})
+    assert seen[0] == ("/check", "session=abc|None")
+    assert seen[1] == ("/caf%C3%A9", "session=abc|None")  # the non-ASCII path requoted
+    assert seen[2][1].endswith("|Basic dXNlcjpwdw==")  # credentials from the URL
