@@ -10,6 +10,7 @@ cache is handed a function that fetches.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import random
@@ -32,7 +33,15 @@ ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 §2.5: parse at least 500 KiB
 
 def host_key(url: str) -> str:
     """What politeness limits count by: scheme, host and port (`https://example.com:443`)."""
-    parts = urlsplit(url)
+    scheme, _, rest = url.partition("://")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    return _host_key(scheme, rest[:end])
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_key(scheme: str, authority: str) -> str:
+    # Cached by authority: a run asks three times per URL, mostly of the same few hosts.
+    parts = urlsplit(f"{scheme}://{authority}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     host = (parts.hostname or "").lower()
     return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"

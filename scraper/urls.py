@@ -146,6 +146,8 @@ def _checked_host(parts: SplitResult) -> str:
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced by `***`, for records and logs."""
+    if "@" not in url:  # no userinfo possible; the common case, called per URL per record
+        return url
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
