@@ -90,8 +90,10 @@ class _Engine:
         return batch.records
 
     def close(self) -> None:
+        """Stop at once: after the run no batch waits for anything still queued here."""
+        self.pipeline.events.stop.set()
         self.inbox.put(None)
-        self.thread.join(60)
+        self.thread.join(15)
 
     def _entries(self) -> Iterator[UrlTask]:
         while True:

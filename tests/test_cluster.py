@@ -230,3 +230,42 @@ def test_daemonic_workers_are_refused_with_the_fix_named(tmp_path: Path) -> None
         assert result.returncode == 2
         assert "DASK_DISTRIBUTED__WORKER__DAEMON=False" in result.stderr
         assert served.paths == []
+
+
+def test_sigterm_on_a_cluster_run_records_every_line(tmp_path: Path) -> None:
+    with DemoServer(n_pages=400, latency_s=0.3, ports=4) as demo:
+        urls = demo_list(demo, tmp_path / "urls.txt", 400, [])
+        scrape = subprocess.Popen(
+            [
+                *scrape_command(),
+                str(urls),
+                "-o",
+                "out",
+                "--cluster",
+                "local:2",
+                "-t",
+                "4",
+                "--host-concurrency",
+                "1000",
+                "--host-delay",
+                "0",
+                "--no-obey-robots",
+                "-q",
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while demo.stats()["requests"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        scrape.send_signal(signal.SIGTERM)
+        _, stderr = scrape.communicate(timeout=60)
+    assert scrape.returncode == 143, stderr
+    records = records_in(tmp_path / "out" / "latest.jsonl")
+    assert sorted(r["line"] for r in records) == list(range(1, 401))
+    outcomes = {r["outcome"] for r in records}
+    assert "skipped" in outcomes and "ok" in outcomes
+    summary = json.loads(next((tmp_path / "out").glob("*.summary.json")).read_text())
+    assert summary["interrupted"] is True
