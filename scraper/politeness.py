@@ -86,13 +86,7 @@ class HostScheduler:
         self.auto_throttle = settings.auto_throttle
         self.max_pending = settings.max_pending_urls
         self.stop_event, self.abort = stop, abort
-        # One lock, three conditions, so that each event wakes only who it concerns: notify_all
-        # on one condition woke all 32 download threads for every URL leased and released
-        # (34 context switches a URL on a re-run of 304s, measured).
-        lock = threading.RLock()
-        self._cond = threading.Condition(lock)  # download threads waiting for a ready URL
-        self._room = threading.Condition(lock)  # the list reader waiting for room
-        self._slots = threading.Condition(lock)  # redirect hops and host delays
+        self._cond = threading.Condition()
         self._hosts: dict[str, _Host] = {}
         self._heap: list[tuple[float, int, str]] = []  # (when the host may be ready, tie, key)
         self._tie = itertools.count()
@@ -108,7 +102,7 @@ class HostScheduler:
         """Queue a new URL, waiting while `max_pending_urls` wait; False once stopped."""
         with self._cond:
             while self._pending >= self.max_pending and not self._halted():
-                self._room.wait(POLL_S)
+                self._cond.wait(POLL_S)
             if self._halted():
                 return False
             self._enqueue(Queued(task))
@@ -121,7 +115,7 @@ class HostScheduler:
         """No more URLs will be added; `next_ready` returns None once all are done."""
         with self._cond:
             self._closed = True
-            self._wake_all()
+            self._cond.notify_all()
 
     def stop(self) -> list[Queued]:
         """Hand out nothing more; returns the URLs still waiting, for skipped records."""
@@ -131,7 +125,7 @@ class HostScheduler:
             for host in self._hosts.values():
                 host.pending.clear()
             self._pending = 0
-            self._wake_all()
+            self._cond.notify_all()
             return left
 
     # -- download threads -------------------------------------------------------------------
@@ -208,10 +202,6 @@ class HostScheduler:
 
     # -- inside the lock --------------------------------------------------------------------
 
-    def _wake_all(self) -> None:
-        for condition in (self._cond, self._room, self._slots):
-            condition.notify_all()
-
     def _halted(self) -> bool:
         return self._stopped or self.stop_event.is_set() or self.abort.is_set()
 
@@ -250,9 +240,7 @@ class HostScheduler:
             host.in_flight += 1
             host.next_start = now + self._delay(host)
             self._schedule(host)
-            self._room.notify()  # the reader may be waiting for room
-            if self._heap and self._heap[0][0] <= now:
-                self._cond.notify()  # more is ready: pass the word on to one more thread
+            self._cond.notify_all()  # the reader may be waiting for room
             return Lease(queued, key)
         return None
 
@@ -266,8 +254,7 @@ class HostScheduler:
         if retry_after_s:
             host.next_start = max(host.next_start, time.monotonic() + retry_after_s)
         self._schedule(host)
-        self._cond.notify()  # the host may take one more request
-        self._slots.notify_all()  # redirect hops and delays waiting for a host (rarely any)
+        self._cond.notify_all()
 
     def _adapt(self, host: _Host, latency_s: float | None, status: int | None) -> None:
         """AutoThrottle's rule: move the delay halfway towards the latency; double on 429/503;
@@ -286,7 +273,7 @@ class HostScheduler:
             raise PageError(ErrorKind.TIMEOUT, "run aborted while waiting for the host")
         if time.monotonic() + wait_s > deadline:
             raise PageError(ErrorKind.TIMEOUT, "page deadline passed waiting for the host's turn")
-        self._slots.wait(wait_s)
+        self._cond.wait(wait_s)
 
     def _forget_idle_hosts(self) -> None:
         now = time.monotonic()
