@@ -70,6 +70,9 @@ class _Engine:
     def lookup(self, url: str) -> Validators | None:
         return self.known.get(url)
 
+    def lookup_many(self, urls: list[str]) -> dict[str, Validators]:
+        return {url: self.known[url] for url in urls if url in self.known}
+
     def run_batch(self, items: list[Item]) -> list[PageRecord]:
         batch = _Batch(len(items))
         with self.lock:

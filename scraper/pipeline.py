@@ -71,11 +71,17 @@ class ValidatorSource(Protocol):
 
     def lookup(self, url: str) -> Validators | None: ...
 
+    def lookup_many(self, urls: list[str]) -> dict[str, Validators]: ...
+
 
 Source = BinaryIO | Iterable[ListEntry]  # the list's bytes, or entries already read
 
 END = object()  # end-of-stream marker passed along every queue
 POLL_S = 0.2
+# URLs the reader looks up in the state at once (one query) before queueing them, when the list
+# is a file; a pipe is taken line by line, so that a slow writer's URLs are not held back.
+# A re-run of 2000 304s: per-URL lookups in 32 threads cost 2 GIL hand-offs each.
+LOOKUP_BATCH = 256
 
 
 @dataclass
@@ -161,6 +167,8 @@ class Pipeline:
         self.record_q: queue.Queue[Any] = queue.Queue(maxsize=self.threads * 4)
         self.workers: list[Worker] = []
         self.counts = RunCounts(datetime.now(timezone.utc), time.monotonic())
+        # Validators the reader looked up, by line, until the URL's first fetch takes them.
+        self._prefetched: dict[int, Validators | None] = {}
 
     # -- the main thread --------------------------------------------------------------------
 
@@ -269,6 +277,8 @@ class Pipeline:
         """Queue each URL line for its host; after a stop, read on and record the rest as
         skipped, so that every URL line of the list still gets its record."""
         skipping = False
+        batch: list[UrlTask] = []
+        size, limit = 1, (LOOKUP_BATCH if _seekable(lines) and self.state is not None else 1)
         try:
             entries: Iterable[ListEntry] = (
                 lines if not hasattr(lines, "read") else read_url_list(lines)  # type: ignore[arg-type]
@@ -280,17 +290,38 @@ class Pipeline:
                     continue
                 if not isinstance(entry, UrlTask):
                     self._put(self.record_q, line_record(entry))
-                elif skipping or not self.scheduler.add(entry):
-                    if not skipping:
-                        skipping = True
-                        self._record_unfinished(self.scheduler.stop())
-                    self._put(self.record_q, skipped_record(entry))
+                    continue
+                batch.append(entry)
+                if len(batch) >= size:
+                    skipping = self._queue_batch(batch, skipping)
+                    batch = []
+                    # 1, 2, 4... up to the limit: the first URLs go out at once, however many
+                    # lines (comments, say) the list has before the next ones.
+                    size = min(size * 2, limit)
+            skipping = self._queue_batch(batch, skipping)
         except OSError as exc:
             log.error("reading the URL list failed: %s", exc)
         finally:
             if self.events.stop.is_set() and not skipping:
                 self._record_unfinished(self.scheduler.stop())
             self.scheduler.close()
+
+    def _queue_batch(self, batch: list[UrlTask], skipping: bool) -> bool:
+        """Look the batch up in the state, then hand it to the scheduler; returns whether the
+        run is skipping (stopped): URLs it cannot take get skipped records."""
+        if not skipping and self.state is not None and batch:
+            keys = [state_key(task) for task in batch]
+            known = self.state.lookup_many(keys)
+            for task, key in zip(batch, keys, strict=True):
+                self._prefetched[task.line_no] = known.get(key)
+        for task in batch:
+            if skipping or not self.scheduler.add(task):
+                if not skipping:
+                    skipping = True
+                    self._record_unfinished(self.scheduler.stop())
+                self._prefetched.pop(task.line_no, None)
+                self._put(self.record_q, skipped_record(task))
+        return skipping
 
     def _record_unfinished(self, left: list[Queued]) -> None:
         for queued in left:
@@ -386,6 +417,8 @@ class Pipeline:
     def _known(self, task: UrlTask) -> Validators | None:
         if self.state is None:
             return None
+        if task.line_no in self._prefetched:  # looked up by the reader (first attempt)
+            return self._prefetched.pop(task.line_no)
         return self.state.lookup(state_key(task))
 
     def _retryable(self, error: ErrorInfo, status: int | None, attempt: int) -> bool:
@@ -444,6 +477,13 @@ def failed_record(
         changed=False,
     )
     return PageRecord(task.line_no, task.url, Outcome.FAILED, fields, info, attempts, state)
+
+
+def _seekable(lines: Source) -> bool:
+    try:
+        return bool(lines.seekable())  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def state_key(task: UrlTask) -> str:

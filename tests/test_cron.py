@@ -173,3 +173,21 @@ def test_quiet_run_from_cron_prints_nothing_when_all_is_well(tmp_path: Path) -> 
         urls = write_list(tmp_path / "u.txt", [site.origin + "/ok"])
         result = run_script([str(urls), "-o", "out", "-q"], cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_the_readers_batched_lookups_find_what_single_lookups_find(tmp_path: Path) -> None:
+    from scraper.records import PageState, Validators
+    from scraper.state import StateStore
+
+    path = tmp_path / "state.sqlite"
+    store = StateStore(path)
+    for n in range(1200):
+        validators = Validators(f'"e{n}"', None if n % 2 else "Tue, 14 Nov 2023", f"sha256:{n}")
+        store.update(PageState(f"http://h/{n}", "ok", 200, None, validators, True), time.time())
+    store.close()
+    store = StateStore(path)  # reopened: the pages are there now
+    urls = [f"http://h/{n}" for n in range(0, 1500, 3)]  # some never stored; over one chunk
+    many = store.lookup_many(urls)
+    assert many == {u: v for u in urls if (v := store.lookup(u)) is not None}
+    assert len(many) == 400 and many["http://h/3"].etag == '"e3"'
+    store.close()
