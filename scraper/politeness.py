@@ -240,7 +240,8 @@ class HostScheduler:
             host.in_flight += 1
             host.next_start = now + self._delay(host)
             self._schedule(host)
-            self._cond.notify_all()  # the reader may be waiting for room
+            if self._pending == self.max_pending - 1:
+                self._cond.notify_all()  # the reader waits for room only at max_pending
             return Lease(queued, key)
         return None
 
