@@ -271,6 +271,7 @@ def state_size_for(count: int, path: Path) -> int:
             f'W/"{n:016x}-5f3a2b"', "Wed, 26 Nov 2026 16:13:20 GMT", "sha256:" + f"{n:064x}"
         )
         store.update(PageState(url, "ok", 200, None, validators, True), now)
+        store.commit_due(now)
     store.close()
     return path.stat().st_size
 

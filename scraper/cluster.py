@@ -202,20 +202,30 @@ class ClusterRun:
         self.checked_at = 0.0
 
     def run(
-        self, lines: Any, write: Callable[[PageRecord], None], grace_s: float = 10.0
+        self,
+        lines: Any,
+        write: Callable[[PageRecord], None],
+        grace_s: float = 10.0,
+        flush: Callable[[], None] = lambda: None,
     ) -> RunCounts:
-        """Read `lines`, and call `write(record)` once per record, in this thread."""
+        """Read `lines`, and call `write(record)` once per record, in this thread; `flush()`
+        after each round of finished batches and at the end (as Pipeline.run)."""
         self.live = self.cluster.workers()
         entries = read_url_list(lines)
         try:
-            self._loop(entries, write, grace_s)
+            self._loop(entries, write, grace_s, flush)
         finally:
+            flush()
             self._close_engines()
         self.counts.ended = time.monotonic()
         return self.counts
 
     def _loop(
-        self, entries: Iterator[Any], write: Callable[[PageRecord], None], grace_s: float
+        self,
+        entries: Iterator[Any],
+        write: Callable[[PageRecord], None],
+        grace_s: float,
+        flush: Callable[[], None],
     ) -> None:
         from distributed import wait
 
@@ -258,6 +268,7 @@ class ClusterRun:
                 continue
             for future in done:
                 self._collect(future, emit)
+            flush()
 
     def _read(self, entries: Iterator[Any], emit: Callable[[PageRecord], None]) -> bool:
         """Read until every worker has a full pipeline of batches; True at the list's end."""

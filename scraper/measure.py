@@ -415,6 +415,8 @@ def measure_client_write_rate(records: list[dict[str, Any]], folder: Path) -> fl
         for record in pickle.loads(blob):
             sink.write(record)
             store.update(record.state, time.time())
+        sink.flush()  # as a cluster run does after each round of batches
+        store.commit_due(time.time())
     store.close()
     elapsed = time.process_time() - started
     sink.abandon()

@@ -82,6 +82,7 @@ POLL_S = 0.2
 # is a file; a pipe is taken line by line, so that a slow writer's URLs are not held back.
 # A re-run of 2000 304s: per-URL lookups in 32 threads cost 2 GIL hand-offs each.
 LOOKUP_BATCH = 256
+FLUSH_EVERY = 256  # records written between two flushes at most, when they keep coming
 
 
 @dataclass
@@ -177,12 +178,15 @@ class Pipeline:
         lines: Source,
         write: Callable[[PageRecord], None],
         grace_s: float = 10.0,
+        flush: Callable[[], None] = lambda: None,
     ) -> RunCounts:
-        """Read `lines`, and call `write(record)` once per record, in this thread."""
+        """Read `lines`, and call `write(record)` once per record, in this thread; `flush()`
+        whenever no record waits (and at least every FLUSH_EVERY records), and at the end."""
         threads = self._start(lines)
         try:
-            self._drain_records(write, grace_s)
+            self._drain_records(write, grace_s, flush)
         finally:
+            flush()
             self._shutdown(threads)
         self.counts.ended = time.monotonic()
         return self.counts
@@ -208,8 +212,11 @@ class Pipeline:
             thread.start()
         return threads
 
-    def _drain_records(self, write: Callable[[PageRecord], None], grace_s: float) -> None:
+    def _drain_records(
+        self, write: Callable[[PageRecord], None], grace_s: float, flush: Callable[[], None]
+    ) -> None:
         stop_seen_at: float | None = None
+        unflushed = 0
         while True:
             if self.events.abort.is_set():
                 self.counts.aborted = self.counts.interrupted = True
@@ -234,6 +241,12 @@ class Pipeline:
                 return
             write(item)
             self.counts.add(item)
+            unflushed += 1
+            # One flush for all the records that arrived together: a write() per record made
+            # the main thread hand the GIL away once more per URL (a re-run of 304s: -7%).
+            if unflushed >= FLUSH_EVERY or self.record_q.empty():
+                flush()
+                unflushed = 0
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
         if self.counts.aborted:

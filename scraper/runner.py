@@ -154,10 +154,15 @@ def _run(
         if on_record is not None:
             on_record(record.to_dict())
 
+    def flush() -> None:
+        sink.flush()  # first the records, then the state that knows of them
+        if state is not None:
+            state.commit_due(time.time())
+
     started_ts = time.time()
     with _signals_to(events) as received:
         try:
-            counts = pipeline.run(lines, write)
+            counts = pipeline.run(lines, write, flush=flush)
         except BaseException:
             sink.abandon()
             raise

@@ -2,10 +2,10 @@
 
 A run's file lives under a temporary name (`<run>.jsonl.part`, which no tool globbing `*.jsonl`
 mistakes for a finished run) and is renamed when the run ends; `latest.<ext>` then points at
-it. Each record is flushed as it is written, so a killed run leaves every finished record
-readable. The SQLite table (format `sqlite`) is kept beside the run files, across runs; saved
-HTML goes to `html/`. Writes only inside the output directory; never imports the network or
-parse stages.
+it. Records are flushed whenever none waits, and always before the state is told of them,
+so a killed run leaves readable every record the state knows. The SQLite table (format
+`sqlite`) is kept beside the run files, across runs; saved HTML goes to `html/`. Writes
+only inside the output directory; never imports the network or parse stages.
 """
 
 from __future__ import annotations
@@ -139,9 +139,13 @@ class RecordSink:
         return candidate
 
     def write(self, record: PageRecord) -> None:
+        """Buffered: the run calls flush() when no record waits (a killed run loses at most
+        those records, whose state was not committed either, so --resume fetches them again)."""
         self.handle.write(self.format(record))
-        self.handle.flush()
         self.count += 1
+
+    def flush(self) -> None:
+        self.handle.flush()
 
     def format(self, record: PageRecord) -> bytes:
         raise NotImplementedError

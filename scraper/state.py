@@ -157,13 +157,22 @@ class StateStore:
         return conn
 
     def update(self, page: PageState, now: float) -> None:
-        """Store what a finished record says of its URL; written in batches, a second apart
-        (one executemany per batch instead of a statement per page)."""
+        """Note what a finished record says of its URL; stored by commit_due() (or close()).
+
+        The caller commits only after the records are flushed to the run's file: the state
+        never knows of a page the file lacks, which --resume relies on."""
         with self._lock:
             if not self._pending:
                 self._pending_at = now
             self._pending.append(page)
-            if now - self._pending_at > COMMIT_EVERY_S or len(self._pending) >= BATCH_ROWS:
+
+    def commit_due(self, now: float) -> None:
+        """Store the noted pages when a second has passed or BATCH_ROWS wait (one executemany
+        per batch instead of a statement per page)."""
+        with self._lock:
+            if self._pending and (
+                now - self._pending_at > COMMIT_EVERY_S or len(self._pending) >= BATCH_ROWS
+            ):
                 self._write_pending(now)
 
     def _write_pending(self, now: float) -> None:
