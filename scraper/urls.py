@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 import time
 from array import array
 from collections.abc import Iterator
@@ -89,15 +90,18 @@ def _entry_for(line_no: int, raw: bytes) -> UrlTask | InvalidLine | None:
     return UrlTask(line_no, redact_url(text), normalized)
 
 
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
 def normalize_url(text: str) -> str:
     """The URL to fetch and to compare duplicates by; raises InvalidUrl with the reason.
 
     Scheme and host are lower-cased, a default port and the fragment removed, an empty path
     becomes "/". Percent-encoding and the query are left as they are.
     """
-    bad = next((c for c in text if ord(c) < 33 or ord(c) == 127), None)
+    bad = _CONTROL_OR_SPACE.search(text)  # a regex: a generator per character cost 5 µs a URL
     if bad is not None:
-        raise InvalidUrl(f"control character or space {bad!r} in URL")
+        raise InvalidUrl(f"control character or space {bad.group()!r} in URL")
     try:
         parts = urlsplit(text)
     except ValueError as exc:
