@@ -45,6 +45,9 @@ BATCH_DEPTH = 3  # batches in flight per worker: one running, two queued behind 
 MAX_TRIES = 3  # a batch whose worker dies this many times is given up
 LOCAL_START_S = 60.0  # a LocalCluster starting its worker processes on a busy machine
 MEMBERSHIP_EVERY_S = 1.0
+# All workers gone: wait this many connect timeouts for one to come back (a nanny restarts a
+# killed worker in about a second; 30 s with the default connect_timeout_s of 5).
+NO_WORKERS_WAIT_TIMEOUTS = 6
 WAIT_S = 0.2
 
 
@@ -200,6 +203,7 @@ class ClusterRun:
         self.sent: dict[Any, _Sent] = {}
         self.live: list[str] = []
         self.checked_at = 0.0
+        self.lost = False  # no worker left, none came back
 
     def run(
         self,
@@ -257,6 +261,9 @@ class ClusterRun:
                     self._skip_in_flight(emit)
                     return
             self._check_membership(emit)
+            if self.lost:
+                self._fail_the_rest(entries, emit)
+                return
             if not exhausted:
                 exhausted = self._read(entries, emit)
             self._top_up()
@@ -342,10 +349,19 @@ class ClusterRun:
             return
         self.checked_at = time.monotonic()
         live = self.cluster.workers()
+        if not live:
+            wait_s = NO_WORKERS_WAIT_TIMEOUTS * self.cluster.timeout_s
+            log.warning("no cluster workers left; waiting up to %gs for one", wait_s)
+            try:
+                self.cluster.client.wait_for_workers(1, timeout=wait_s)
+                live = self.cluster.workers()
+            except Exception:  # noqa: BLE001 (TimeoutError, or the scheduler is gone too)
+                live = []
         gone = set(self.live) - set(live)
         self.live = live
         if not live:
-            raise ConfigError(f"cluster {self.cluster.address}: no workers left")
+            self.lost = True  # _loop fails every URL left, so each line still gets a record
+            return
         for worker in gone:
             log.warning("cluster worker %s left; its hosts move to other workers", worker)
             for future, sent in list(self.sent.items()):
@@ -381,6 +397,23 @@ class ClusterRun:
             if entry.line_no in self.skip_lines:
                 continue
             emit(skipped_record(entry) if isinstance(entry, UrlTask) else line_record(entry))
+
+    def _fail_the_rest(self, entries: Iterator[Any], emit: Callable[[PageRecord], None]) -> None:
+        """No worker is left: every URL not yet recorded fails, in flight, buffered or unread."""
+        message = f"cluster {self.cluster.address}: no workers left"
+        log.error("%s; the remaining URLs are recorded as failed", message)
+        info = ErrorInfo(ErrorKind.INTERNAL, message)
+        self.cluster.client.cancel(list(self.sent))
+        pending = [item[0] for sent in self.sent.values() for item in sent.items]
+        pending += [item[0] for buffer in self.dispatch.buffers.values() for item in buffer]
+        self.sent.clear()
+        self.dispatch.buffers.clear()
+        for task in pending:
+            emit(_failed(task, info))
+        for entry in entries:
+            if entry.line_no in self.skip_lines:
+                continue
+            emit(_failed(entry, info) if isinstance(entry, UrlTask) else line_record(entry))
 
     def _skip_in_flight(self, emit: Callable[[PageRecord], None]) -> None:
         log.warning("batches still in flight after the grace period; leaving them")

@@ -269,3 +269,46 @@ def test_sigterm_on_a_cluster_run_records_every_line(tmp_path: Path) -> None:
     assert "skipped" in outcomes and "ok" in outcomes
     summary = json.loads(next((tmp_path / "out").glob("*.summary.json")).read_text())
     assert summary["interrupted"] is True
+
+
+def test_when_every_worker_is_gone_each_line_still_gets_a_record(tmp_path: Path) -> None:
+    with (
+        DemoServer(n_pages=400, latency_s=0.1, ports=2) as demo,
+        dask_cluster(tmp_path, workers=1, nanny=False, daemon_ok=True) as (address, workers),
+    ):
+        urls = demo_list(demo, tmp_path / "urls.txt", 400, ["not a url"])
+        scrape = subprocess.Popen(
+            [
+                *scrape_command(),
+                str(urls),
+                "-o",
+                "out",
+                "--cluster",
+                address,
+                "-t",
+                "4",
+                "--connect-timeout",
+                "0.5",
+                "--host-concurrency",
+                "1000",
+                "--host-delay",
+                "0",
+                "--no-obey-robots",
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while demo.stats()["requests"] < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(workers[0].pid, signal.SIGKILL)
+        _, stderr = scrape.communicate(timeout=120)
+    assert scrape.returncode == 1, stderr
+    assert "no workers left" in stderr
+    records = records_in(tmp_path / "out" / "latest.jsonl")
+    assert sorted(r["line"] for r in records) == list(range(1, 402))
+    lost = [r for r in records if r.get("error", {}).get("message", "").endswith("no workers left")]
+    assert lost and all(r["outcome"] == "failed" for r in lost)
+    assert any(r["outcome"] == "ok" for r in records)
