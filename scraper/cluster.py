@@ -49,6 +49,7 @@ MEMBERSHIP_EVERY_S = 1.0
 # killed worker in about a second; 30 s with the default connect_timeout_s of 5).
 NO_WORKERS_WAIT_TIMEOUTS = 6
 WAIT_S = 0.2
+RESULT_WAIT_S = 2.0  # fetching one finished batch's records; longer and it is looked at again
 
 
 def batch_urls(settings: Settings) -> int:
@@ -331,7 +332,12 @@ class ClusterRun:
     def _collect(self, future: Any, emit: Callable[[PageRecord], None]) -> None:
         sent = self.sent.pop(future)
         try:
-            records = future.result()
+            # A finished batch whose worker dies before the client fetched its result goes back
+            # to waiting (distributed reschedules it, on that worker only): never block on it.
+            records = future.result(timeout=RESULT_WAIT_S)
+        except TimeoutError:
+            self.sent[future] = sent  # the membership check resends it if its worker is gone
+            return
         except Exception as exc:  # noqa: BLE001 (KilledWorker, a lost worker, or a bug there)
             if sent.worker not in self.cluster.workers():
                 self._resend(sent, emit, f"worker {sent.worker} left")

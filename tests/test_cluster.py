@@ -166,6 +166,13 @@ def dask_cluster(tmp_path: Path, workers: int, nanny: bool, daemon_ok: bool) -> 
                 proc.wait()
 
 
+def _reap(proc: subprocess.Popen) -> None:
+    """A scrape that outlived its test is killed (our own PID), not left to later tests."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+
+
 def _wait_for_workers(address: str, count: int) -> None:
     from distributed import Client
 
@@ -206,7 +213,10 @@ def test_a_killed_worker_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         while demo.stats()["requests"] < 150 and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(workers[0].pid, signal.SIGKILL)
-        _, stderr = scrape.communicate(timeout=120)
+        try:
+            _, stderr = scrape.communicate(timeout=120)
+        finally:
+            _reap(scrape)
         requests = demo.stats()["requests"]
     assert scrape.returncode == 1, stderr  # the list's 404s
     assert "left" in stderr
@@ -304,7 +314,10 @@ def test_when_every_worker_is_gone_each_line_still_gets_a_record(tmp_path: Path)
         while demo.stats()["requests"] < 30 and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(workers[0].pid, signal.SIGKILL)
-        _, stderr = scrape.communicate(timeout=120)
+        try:
+            _, stderr = scrape.communicate(timeout=120)
+        finally:
+            _reap(scrape)
     assert scrape.returncode == 1, stderr
     assert "no workers left" in stderr
     records = records_in(tmp_path / "out" / "latest.jsonl")
