@@ -26,15 +26,8 @@ from typing import Any
 from scraper import __version__
 from scraper.config import Settings
 from scraper.errors import ConfigError
-from scraper.pipeline import (
-    RunCounts,
-    RunEvents,
-    ValidatorSource,
-    failed_record,
-    line_record,
-    skipped_record,
-    state_key,
-)
+from scraper.outcomes import failed_record, line_record, skipped_record, state_key
+from scraper.pipeline import RunCounts, RunEvents, ValidatorSource
 from scraper.politeness import host_key
 from scraper.records import ErrorInfo, ErrorKind, PageRecord, UrlTask
 from scraper.urls import read_url_list

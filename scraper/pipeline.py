@@ -37,6 +37,16 @@ from scraper.fetch import (
     retry_after_s,
     status_message,
 )
+from scraper.outcomes import (
+    conditional_headers,
+    failed_record,
+    line_record,
+    skipped_record,
+    state_key,
+    unchanged_record,
+    unfinished_record,
+    validators_of,
+)
 from scraper.parse import HTML_TYPES, media_type, parse_options, parse_page
 from scraper.parse_pool import Job, Worker, feed_worker
 from scraper.politeness import (
@@ -48,11 +58,9 @@ from scraper.politeness import (
     retry_delay_s,
 )
 from scraper.records import (
-    DuplicateLine,
     ErrorInfo,
     ErrorKind,
     FetchedPage,
-    InvalidLine,
     Outcome,
     PageRecord,
     PageState,
@@ -60,7 +68,7 @@ from scraper.records import (
     Validators,
 )
 from scraper.sinks import save_html
-from scraper.urls import ListEntry, read_url_list, redact_url
+from scraper.urls import ListEntry, read_url_list
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +233,7 @@ class Pipeline:
                 stop_seen_at = time.monotonic()
                 self.counts.interrupted = True
                 log.warning("stopping: finishing pages in flight (up to %gs)", grace_s)
-                for record in map(_unfinished, self.scheduler.stop()):
+                for record in map(unfinished_record, self.scheduler.stop()):
                     write(record)
                     self.counts.add(record)
             if stop_seen_at is not None and time.monotonic() - stop_seen_at > grace_s:
@@ -375,7 +383,7 @@ class Pipeline:
         started = time.monotonic()
         page: FetchedPage | None = None
         try:
-            conditional = _conditional(known) if self.incremental else None
+            conditional = conditional_headers(known) if self.incremental else None
             page = fetch_page(
                 session, task, self.limits, gate, attempt, conditional, known is not None
             )
@@ -412,7 +420,7 @@ class Pipeline:
             return failed_record(task, error, fields, attempt)
         same = known is not None and page.content_hash == known.content_hash
         if page.status == 304 or (same and self.incremental):
-            return _unchanged(task, page, known)
+            return unchanged_record(task, page, known)
         if self.settings.save_html:
             page = self._save_html(page)
         return dataclasses.replace(page, changed=False) if same else page
@@ -445,7 +453,7 @@ class Pipeline:
         def emit(page: FetchedPage, fields: Any, error: ErrorInfo | None) -> None:
             if error is None:
                 validators = dataclasses.replace(
-                    _validators(page, None), content_hash=fields.get("content_hash")
+                    validators_of(page, None), content_hash=fields.get("content_hash")
                 )
                 state = PageState(
                     state_key(page.task),
@@ -477,80 +485,8 @@ class Pipeline:
             done.done()
 
 
-def failed_record(
-    task: UrlTask, info: ErrorInfo, fields: dict[str, Any], attempts: int
-) -> PageRecord:
-    log.warning("line %d: %s: %s: %s", task.line_no, task.url, info.kind.value, info.message)
-    state = PageState(
-        state_key(task),
-        Outcome.FAILED.value,
-        fields.get("status"),
-        f"{info.kind.value}: {info.message}",
-        None,
-        changed=False,
-    )
-    return PageRecord(task.line_no, task.url, Outcome.FAILED, fields, info, attempts, state)
-
-
 def _seekable(lines: Source) -> bool:
     try:
         return bool(lines.seekable())  # type: ignore[union-attr]
     except (AttributeError, OSError, ValueError):
         return False
-
-
-def state_key(task: UrlTask) -> str:
-    """How the state store names a URL: normalised, password masked."""
-    return redact_url(task.normalized_url)
-
-
-def _conditional(known: Validators | None) -> dict[str, str] | None:
-    """If-None-Match / If-Modified-Since from what the last run learnt (RFC 9110 §13.1)."""
-    if known is None:
-        return None
-    headers = {}
-    if known.etag:
-        headers["If-None-Match"] = known.etag
-    if known.last_modified:
-        headers["If-Modified-Since"] = known.last_modified
-    return headers or None
-
-
-def _validators(page: FetchedPage, known: Validators | None) -> Validators:
-    etag = page.headers.get("etag") or (known.etag if known else None)
-    modified = page.headers.get("last-modified") or (known.last_modified if known else None)
-    return Validators(etag, modified, page.content_hash or (known.content_hash if known else None))
-
-
-def _unchanged(task: UrlTask, page: FetchedPage, known: Validators | None) -> PageRecord:
-    validators = _validators(page, known)
-    fields = {
-        "final_url": page.final_url,
-        "status": page.status,
-        "content_hash": validators.content_hash,
-    }
-    state = PageState(
-        state_key(task), Outcome.UNCHANGED.value, page.status, None, validators, changed=False
-    )
-    return PageRecord(task.line_no, task.url, Outcome.UNCHANGED, fields, None, page.attempts, state)
-
-
-def _unfinished(queued: Queued) -> PageRecord:
-    """The record of a URL still queued when the run stopped."""
-    if queued.last_error is None:
-        return skipped_record(queued.task)
-    # Waiting for a retry: its last failure is its outcome.
-    return failed_record(queued.task, queued.last_error, {}, queued.attempt - 1)
-
-
-def skipped_record(task: UrlTask) -> PageRecord:
-    return PageRecord(task.line_no, task.url, Outcome.SKIPPED, {}, None, 0)
-
-
-def line_record(entry: InvalidLine | DuplicateLine) -> PageRecord:
-    if isinstance(entry, InvalidLine):
-        log.warning("line %d: invalid: %s", entry.line_no, entry.reason)
-        info = ErrorInfo(ErrorKind.INVALID_URL, entry.reason)
-        return PageRecord(entry.line_no, entry.text, Outcome.INVALID, {}, info, 0)
-    fields = {"duplicate_of": entry.first_line_no}
-    return PageRecord(entry.line_no, entry.url, Outcome.DUPLICATE, fields, None, 0)
