@@ -84,7 +84,8 @@ def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
     text, encoding = decode_body(page.body, page.headers.get("content-type", ""))
     fields["encoding"] = SHOWN_NAMES.get(encoding, encoding)
     extract = _extract_lxml if options.parser == "lxml" else _extract_bs4
-    extras = _Extras(page, options)
+    # Only pages with site rules or structured data pay for the extras (per page, hot path).
+    extras = _Extras(page, options) if options.sites or options.structured_data else None
     try:
         found = extract(text, page.final_url, extras)
     except (ValueError, LookupError, RecursionError) as exc:
@@ -93,9 +94,10 @@ def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
     fields.update(found)
     fields["word_count"] = len(words)
     fields["text"] = _capped(words, options.max_text_chars)
-    fields.update(extras.fields)
-    if extras.problem is not None:
-        raise PageError(ErrorKind.EXTRACT, extras.problem, fields)
+    if extras is not None:
+        fields.update(extras.fields)
+        if extras.problem is not None:
+            raise PageError(ErrorKind.EXTRACT, extras.problem, fields)
     return fields
 
 
@@ -279,13 +281,14 @@ def _collapse(text: str | None) -> str | None:
 Extras = Callable[[Document, str], None]
 
 
-def _extract_lxml(text: str, final_url: str, extras: Extras) -> dict[str, Any]:
+def _extract_lxml(text: str, final_url: str, extras: Extras | None) -> dict[str, Any]:
     from lxml import etree
 
     # Plain etree elements: lxml.html's element classes cost a Python lookup per node visited.
     doc = etree.fromstring(text, html_parser())
     if doc is None:  # only whitespace or comments
-        extras(Document(text, root=None), final_url)
+        if extras is not None:
+            extras(Document(text, root=None), final_url)
         return _empty_fields()
     base = next((b.get("href") for b in doc.iter("base") if b.get("href")), None)
     resolver = _LinkResolver(urljoin(final_url, base.strip()) if base else final_url)
@@ -303,7 +306,8 @@ def _extract_lxml(text: str, final_url: str, extras: Extras) -> dict[str, Any]:
         href = anchor.get("href")
         if href is not None:
             resolver.add(href)
-    extras(Document(text, root=doc), resolver.base)
+    if extras is not None:
+        extras(Document(text, root=doc), resolver.base)
     body = doc.find("body")
     root = body if body is not None else doc
     etree.strip_elements(root, *HIDDEN_TAGS, with_tail=False)
@@ -331,7 +335,7 @@ def html_parser() -> Any:
     return _PARSER
 
 
-def _extract_bs4(text: str, final_url: str, extras: Extras) -> dict[str, Any]:
+def _extract_bs4(text: str, final_url: str, extras: Extras | None) -> dict[str, Any]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "lxml")
@@ -353,7 +357,8 @@ def _extract_bs4(text: str, final_url: str, extras: Extras) -> dict[str, Any]:
         resolver.add(str(anchor["href"]))
     title = soup.find("title")
     html_tag = soup.find("html")
-    extras(Document(text, soup=soup), resolver.base)
+    if extras is not None:
+        extras(Document(text, soup=soup), resolver.base)
     root = soup.body or soup
     for hidden in root.find_all(HIDDEN_TAGS):
         hidden.decompose()

@@ -70,10 +70,6 @@ class SiteRule:
     pattern: str
     fields: tuple[FieldRule, ...]
 
-    def matches(self, url: str) -> bool:
-        """Whether `url` is one of this site's pages (see url_matcher)."""
-        return url_matcher(self.match_kind, self.pattern)(url)
-
 
 def url_matcher(kind: str, pattern: str) -> Any:
     """A predicate over URLs.

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from scraper.demo import DemoSite, check_records, demo_url_lines
@@ -166,6 +166,30 @@ def dask_cluster(tmp_path: Path, workers: int, nanny: bool, daemon_ok: bool) -> 
                 proc.wait()
 
 
+def scrape_interrupted(
+    tmp_path: Path, demo: DemoServer, args: list[str], after: int, interrupt: Callable[..., None]
+) -> tuple[int, str]:
+    """Run the scrape (politeness lifted for our site), call `interrupt(process)` once the
+    site has served `after` requests, and return its exit status and stderr."""
+    lifted = ["--host-concurrency", "1000", "--host-delay", "0", "--no-obey-robots"]
+    scrape = subprocess.Popen(
+        [*scrape_command(), *args, *lifted],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while demo.stats()["requests"] < after and time.monotonic() < deadline:
+            time.sleep(0.05)
+        interrupt(scrape)
+        _, stderr = scrape.communicate(timeout=120)
+    finally:
+        _reap(scrape)
+    return scrape.returncode, stderr
+
+
 def _reap(proc: subprocess.Popen) -> None:
     """A scrape that outlived its test is killed (our own PID), not left to later tests."""
     if proc.poll() is None:
@@ -186,39 +210,12 @@ def test_a_killed_worker_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         dask_cluster(tmp_path, workers=2, nanny=False, daemon_ok=True) as (address, workers),
     ):
         urls = demo_list(demo, tmp_path / "urls.txt", 600, [])
-        scrape = subprocess.Popen(
-            [
-                *scrape_command(),
-                str(urls),
-                "-o",
-                "out",
-                "--cluster",
-                address,
-                "-t",
-                "8",
-                "-p",
-                "1",
-                "--host-concurrency",
-                "1000",
-                "--host-delay",
-                "0",
-                "--no-obey-robots",
-            ],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        args = [str(urls), "-o", "out", "--cluster", address, "-t", "8", "-p", "1"]
+        code, stderr = scrape_interrupted(
+            tmp_path, demo, args, 150, lambda _: os.kill(workers[0].pid, signal.SIGKILL)
         )
-        deadline = time.monotonic() + 60
-        while demo.stats()["requests"] < 150 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.kill(workers[0].pid, signal.SIGKILL)
-        try:
-            _, stderr = scrape.communicate(timeout=120)
-        finally:
-            _reap(scrape)
         requests = demo.stats()["requests"]
-    assert scrape.returncode == 1, stderr  # the list's 404s
+    assert code == 1, stderr  # the list's 404s
     assert "left" in stderr
     records = records_in(tmp_path / "out" / "latest.jsonl")
     lines = [r["line"] for r in records]
@@ -245,34 +242,11 @@ def test_daemonic_workers_are_refused_with_the_fix_named(tmp_path: Path) -> None
 def test_sigterm_on_a_cluster_run_records_every_line(tmp_path: Path) -> None:
     with DemoServer(n_pages=400, latency_s=0.3, ports=4) as demo:
         urls = demo_list(demo, tmp_path / "urls.txt", 400, [])
-        scrape = subprocess.Popen(
-            [
-                *scrape_command(),
-                str(urls),
-                "-o",
-                "out",
-                "--cluster",
-                "local:2",
-                "-t",
-                "4",
-                "--host-concurrency",
-                "1000",
-                "--host-delay",
-                "0",
-                "--no-obey-robots",
-                "-q",
-            ],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        args = [str(urls), "-o", "out", "--cluster", "local:2", "-t", "4", "-q"]
+        code, stderr = scrape_interrupted(
+            tmp_path, demo, args, 20, lambda scrape: scrape.send_signal(signal.SIGTERM)
         )
-        deadline = time.monotonic() + 60
-        while demo.stats()["requests"] < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        scrape.send_signal(signal.SIGTERM)
-        _, stderr = scrape.communicate(timeout=60)
-    assert scrape.returncode == 143, stderr
+    assert code == 143, stderr
     records = records_in(tmp_path / "out" / "latest.jsonl")
     assert sorted(r["line"] for r in records) == list(range(1, 401))
     outcomes = {r["outcome"] for r in records}
@@ -287,38 +261,15 @@ def test_when_every_worker_is_gone_each_line_still_gets_a_record(tmp_path: Path)
         dask_cluster(tmp_path, workers=1, nanny=False, daemon_ok=True) as (address, workers),
     ):
         urls = demo_list(demo, tmp_path / "urls.txt", 400, ["not a url"])
-        scrape = subprocess.Popen(
-            [
-                *scrape_command(),
-                str(urls),
-                "-o",
-                "out",
-                "--cluster",
-                address,
-                "-t",
-                "4",
-                "--connect-timeout",
-                "0.5",
-                "--host-concurrency",
-                "1000",
-                "--host-delay",
-                "0",
-                "--no-obey-robots",
-            ],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        args = [str(urls), "-o", "out", "--cluster", address, "-t", "4"]
+        code, stderr = scrape_interrupted(
+            tmp_path,
+            demo,
+            [*args, "--connect-timeout", "0.5"],
+            30,
+            lambda _: os.kill(workers[0].pid, signal.SIGKILL),
         )
-        deadline = time.monotonic() + 60
-        while demo.stats()["requests"] < 30 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.kill(workers[0].pid, signal.SIGKILL)
-        try:
-            _, stderr = scrape.communicate(timeout=120)
-        finally:
-            _reap(scrape)
-    assert scrape.returncode == 1, stderr
+    assert code == 1, stderr
     assert "no workers left" in stderr
     records = records_in(tmp_path / "out" / "latest.jsonl")
     assert sorted(r["line"] for r in records) == list(range(1, 402))
