@@ -283,10 +283,8 @@ class ClusterRun:
             if not isinstance(entry, UrlTask):
                 emit(line_record(entry))
                 continue
-            key = state_key(entry)
-            known = self.state.lookup(key) if self.state is not None else None
             worker = self.dispatch.owner(host_key(entry.normalized_url), self.live)
-            self.dispatch.buffers[worker].append((entry, key, known))
+            self.dispatch.buffers[worker].append((entry, state_key(entry), None))
             if len(self.dispatch.buffers[worker]) >= self.size:
                 self._submit(worker)
         return False
@@ -305,6 +303,9 @@ class ClusterRun:
         if (len(buffer) < self.size and not force) or self._in_flight(worker) >= BATCH_DEPTH:
             return
         items = [buffer.popleft() for _ in range(min(self.size, len(buffer)))]
+        if self.state is not None:  # the batch's validators in one query, as Pipeline does
+            known = self.state.lookup_many([key for _, key, _ in items])
+            items = [(task, key, known.get(key)) for task, key, _ in items]
         from scraper.cluster_worker import batch_task
 
         future = self.cluster.client.submit(
