@@ -103,7 +103,10 @@ async def _serve(n_pages: int, latency_s: float, control: Connection, ports: int
     stop = asyncio.Event()
 
     def on_command() -> None:
-        command = control.recv()
+        try:
+            command = control.recv()
+        except (EOFError, OSError):  # the owner died without saying stop: do not outlive it
+            command = "stop"
         if command == "stats":
             usage = resource.getrusage(resource.RUSAGE_SELF)
             control.send({**stats.__dict__, "cpu_s": usage.ru_utime + usage.ru_stime})

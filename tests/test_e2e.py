@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -137,6 +138,31 @@ def test_scrape_demo_checks_itself(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert len(records_of(tmp_path / "output")) == 60
+
+
+def test_the_demo_site_ends_when_its_owner_is_killed(tmp_path) -> None:
+    # A benchmark or test killed with SIGKILL cannot stop its demo site; the site's process
+    # must see its control pipe close and leave, not spin on it forever.
+    code = (
+        "import time\nfrom scraper.demo_server import DemoServer\n"
+        "with DemoServer(n_pages=10) as s:\n    print(s.pid, flush=True)\n    time.sleep(60)"
+    )
+    with (tmp_path / "stderr").open("wb") as stderr:  # inherited by the site: not a pipe
+        owner = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+    with owner:
+        try:
+            site = psutil.Process(int(owner.stdout.readline()))  # type: ignore[union-attr]
+        finally:
+            owner.kill()
+            owner.wait()
+        try:
+            site.wait(10)
+        except psutil.TimeoutExpired:
+            site.kill()
+            pytest.fail("the demo site outlived its owner by 10 s")
+    assert "Traceback" not in (tmp_path / "stderr").read_text()
 
 
 def test_a_killed_parse_worker_costs_at_most_its_pages(tmp_path) -> None:
