@@ -1,21 +1,19 @@
 """Download stage: one page per call, every byte under the size cap and the page deadline.
 
-Owns the HTTP stack: the only module that imports requests/urllib3, and the only place their
-exceptions are translated into `PageError`. Knows nothing of parsing, queues or output.
-Each download thread owns one `requests.Session` (connection reuse; sessions are not
-thread-safe to share).
+Owns the HTTP stack: with transport.py (its adapters) the only module that imports
+requests/urllib3, and the only place their exceptions are translated into `PageError`.
+Knows nothing of parsing, queues or output. Each download thread owns one `requests.Session`
+(connection reuse; sessions are not thread-safe to share).
 """
 
 from __future__ import annotations
 
 import hashlib
 import http
-import ipaddress
 import os
-import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urljoin
 
 import requests
@@ -28,6 +26,7 @@ from urllib3.util import Retry
 from scraper.config import Settings
 from scraper.errors import PageError
 from scraper.records import ErrorKind, FetchedPage, UrlTask
+from scraper.transport import Adapter, BlockedAddress, GuardedAdapter
 from scraper.urls import InvalidUrl, normalize_url, redact_url
 
 CHUNK_BYTES = 64 * 1024
@@ -103,9 +102,9 @@ def new_session(settings: Settings) -> requests.Session:
     session.headers["User-Agent"] = settings.user_agent
     session.headers.update(settings.headers)
     _apply_environment(session)
-    if settings.block_private_addresses:
-        for prefix in ("http://", "https://"):
-            session.mount(prefix, _GuardedAdapter())
+    adapter = GuardedAdapter if settings.block_private_addresses else Adapter
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, adapter())
     return session
 
 
@@ -352,87 +351,3 @@ def _drain(resp: requests.Response) -> bytes:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())[:500]
-
-
-# -- block_private_addresses: checked on the connected socket, so DNS tricks cannot dodge it ----
-
-
-class BlockedAddress(OSError):
-    """The host resolved to an address the settings refuse."""
-
-
-METADATA_ADDRESSES = {
-    ipaddress.ip_address("169.254.169.254"),
-    ipaddress.ip_address("fd00:ec2::254"),
-}
-
-
-def refused_address(address: str) -> bool:
-    """Loopback, private, link-local, reserved, multicast or cloud metadata addresses."""
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-        or ip in METADATA_ADDRESSES
-    )
-
-
-def _precheck(host: str, port: int) -> None:
-    """Refuse before connecting, so not even a SYN goes to a refused address."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        return  # the connection attempt reports the resolution failure itself
-    for info in infos:
-        address = str(info[4][0])
-        if refused_address(address):
-            raise BlockedAddress(
-                f"{host} resolves to {address}, a private or local address "
-                "(block_private_addresses)"
-            )
-
-
-def _checked(sock: socket.socket, host: str) -> socket.socket:
-    """Check again on the connected socket: DNS may answer differently the second time."""
-    peer = sock.getpeername()[0]
-    if refused_address(peer):
-        sock.close()
-        raise BlockedAddress(
-            f"{host} resolves to {peer}, a private or local address (block_private_addresses)"
-        )
-    return sock
-
-
-class _GuardedHTTPConnection(urllib3.connection.HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        _precheck(self.host, self.port)
-        return _checked(super()._new_conn(), self.host)
-
-
-class _GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        _precheck(self.host, self.port)
-        return _checked(super()._new_conn(), self.host)
-
-
-class _GuardedHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class _GuardedAdapter(requests.adapters.HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _GuardedHTTPPool,
-            "https": _GuardedHTTPSPool,
-        }

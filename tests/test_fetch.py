@@ -142,3 +142,43 @@ def test_the_session_keeps_cookies_and_sends_credentials_from_the_url() -> None:
     assert seen[0] == ("/check", "session=abc|None")
     assert seen[1] == ("/caf%C3%A9", "session=abc|None")  # the non-ASCII path requoted
     assert seen[2][1].endswith("|Basic dXNlcjpwdw==")  # credentials from the URL
+
+
+def test_one_session_over_more_origins_than_urllib3_keeps_pools_for() -> None:
+    """The adapter remembers each origin's pool key, not its pool: urllib3 keeps 10 pools a
+    session and closes the least recently used, so going round 12 servers twice must reach
+    the right server every time, on a live pool."""
+    from contextlib import ExitStack
+    from http.server import BaseHTTPRequestHandler
+
+    from tests.servers import send, serve
+
+    def who(n: int):  # noqa: ANN202
+        def route(handler: BaseHTTPRequestHandler) -> None:
+            send(handler, 200, f"server {n}".encode())
+
+        return route
+
+    with ExitStack() as stack:
+        servers = [stack.enter_context(serve({"/who": who(n)})) for n in range(12)]
+        session = new_session(Settings())
+        for _round in range(2):
+            for n, served in enumerate(servers):
+                url = served.origin + "/who"
+                assert fetch_page(session, UrlTask(n, url, url), LIMITS).body == (
+                    f"server {n}".encode()
+                )
+        assert [len(s.paths) for s in servers] == [2] * 12
+
+
+def test_a_configured_proxy_gets_the_absolute_url() -> None:
+    """With proxies the adapter takes requests' own way (proxy choice and the full URL)."""
+    from tests.servers import ok, serve
+
+    target = "http://proxied.test/page?q=1"
+    with serve({"http://proxied.test/page": ok}) as proxy:
+        session = new_session(Settings())
+        session.proxies = {"http": proxy.origin}
+        page = fetch_page(session, UrlTask(1, target, target), LIMITS)
+        assert page.status == 200
+        assert proxy.paths == [target]
