@@ -191,3 +191,23 @@ def test_the_readers_batched_lookups_find_what_single_lookups_find(tmp_path: Pat
     assert many == {u: v for u in urls if (v := store.lookup(u)) is not None}
     assert len(many) == 400 and many["http://h/3"].etag == '"e3"'
     store.close()
+
+
+def test_the_benchmarks_hand_written_re_run_sends_the_states_conditional_gets(
+    tmp_path: Path,
+) -> None:
+    """`scrape bench --incremental` compares a second run with a bare requests loop; the
+    loop must send what the second run sends (each page's validators) and get 304s."""
+    from scraper.measure import model_conditional, validators_file
+
+    with DemoServer(n_pages=60) as demo:
+        urls = demo_list(demo, tmp_path / "urls.txt", 60)
+        run_script([str(urls), "-o", "out", "-q"], cwd=tmp_path)
+        pairs = validators_file(tmp_path / "out" / "state.sqlite", tmp_path / "pairs.tsv")
+        lines = pairs.read_text().splitlines()
+        demo.reset()
+        unchanged = model_conditional(lines, 4)
+        stats = demo.stats()
+    assert len(lines) == 59  # every page but the 404
+    assert unchanged == 59
+    assert stats["bytes_sent"] < 59 * 1000  # headers only
