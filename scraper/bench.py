@@ -220,8 +220,9 @@ def bench_incremental(args: argparse.Namespace, out: TextIO, work: Path) -> bool
                 body_bytes = server.stats()["bytes_sent"]
                 seconds.append(second)
                 if latency_ms == 0:
-                    pairs = validators_file(folder / "state.sqlite", work / "validators.tsv")
-                    count = len(pairs.read_text().splitlines())
+                    pairs, count = validators_file(
+                        folder / "state.sqlite", list_path, work / "validators.tsv"
+                    )
                     loops.append(
                         run_model(server, "conditional", pairs, count, args.threads, 0, work)
                     )

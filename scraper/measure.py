@@ -267,7 +267,7 @@ def model_conditional(lines: list[str], threads: int) -> int:
     """A hand-written re-run, what scrape's second run is compared with: a bare pool of
     requests sessions sending each URL's conditional GET and nothing else (no list checks,
     politeness, records or state; trust_env off, as scrape does without proxies, which only
-    makes it faster). `lines` are `url<TAB>etag<TAB>last_modified`; returns the 304 count."""
+    makes it faster). `lines` are `url<TAB>headers as JSON`; returns the 304 count."""
     from concurrent.futures import ThreadPoolExecutor
 
     import requests
@@ -275,31 +275,40 @@ def model_conditional(lines: list[str], threads: int) -> int:
     local = threading.local()
 
     def one(line: str) -> int:
-        url, etag, modified = (*line.split("\t"), "", "")[:3]
+        url, _, headers = line.partition("\t")
         if not hasattr(local, "session"):
             local.session = requests.Session()
             local.session.trust_env = False  # as scrape's sessions when no proxy is set
-        headers = {"If-None-Match": etag} if etag else {}
-        if modified:
-            headers["If-Modified-Since"] = modified
-        return int(local.session.get(url, headers=headers, timeout=30).status_code == 304)
+        response = local.session.get(url, headers=json.loads(headers), timeout=30)
+        return int(response.status_code == 304)
 
     with ThreadPoolExecutor(threads) as pool:
         return sum(pool.map(one, lines))
 
 
-def validators_file(state_path: Path, path: Path) -> Path:
-    """`url<TAB>etag<TAB>last_modified` for each page a run's state has validators for."""
-    import sqlite3
+def validators_file(state_path: Path, list_path: Path, path: Path) -> tuple[Path, int]:
+    """`url<TAB>headers` for each URL of the list the state has validators for: the
+    conditional headers a re-run sends, found as the pipeline finds them. Returns the file
+    and its line count."""
+    from scraper.outcomes import conditional_headers, state_key
+    from scraper.records import UrlTask
+    from scraper.state import StateStore
+    from scraper.urls import read_url_list
 
-    with sqlite3.connect(state_path) as db:
-        rows = db.execute(
-            "SELECT url, coalesce(etag, ''), coalesce(last_modified, '') FROM pages "
-            "WHERE etag IS NOT NULL OR last_modified IS NOT NULL ORDER BY url"
-        ).fetchall()
-    db.close()
-    path.write_text("".join(f"{u}\t{e}\t{m}\n" for u, e, m in rows), encoding="utf-8")
-    return path
+    with list_path.open("rb") as handle:
+        tasks = [entry for entry in read_url_list(handle) if isinstance(entry, UrlTask)]
+    store = StateStore(state_path)
+    try:
+        known = store.lookup_many([state_key(task) for task in tasks])
+    finally:
+        store.close()
+    lines = []
+    for task in tasks:
+        headers = conditional_headers(known.get(state_key(task)))
+        if headers:
+            lines.append(f"{task.normalized_url}\t{json.dumps(headers)}\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path, len(lines)
 
 
 def _fetch_and_parse(

@@ -203,7 +203,7 @@ def test_the_benchmarks_hand_written_re_run_sends_the_states_conditional_gets(
     with DemoServer(n_pages=60) as demo:
         urls = demo_list(demo, tmp_path / "urls.txt", 60)
         run_script([str(urls), "-o", "out", "-q"], cwd=tmp_path)
-        pairs = validators_file(tmp_path / "out" / "state.sqlite", tmp_path / "pairs.tsv")
+        pairs, _ = validators_file(tmp_path / "out" / "state.sqlite", urls, tmp_path / "p.tsv")
         lines = pairs.read_text().splitlines()
         demo.reset()
         unchanged = model_conditional(lines, 4)
