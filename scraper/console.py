@@ -46,7 +46,7 @@ class _LockedHandler(logging.Handler):
         self.stream = stream
 
     def createLock(self) -> None:  # noqa: N802 (logging's name)
-        self.lock = _LOCK  # type: ignore[assignment]
+        self.lock = _LOCK
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

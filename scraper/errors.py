@@ -1,5 +1,6 @@
-"""Exception hierarchy. Transport errors are translated to `PageError` in fetch.py, the only
-module that imports requests/urllib3, so that parse workers never load the HTTP stack."""
+"""Exception hierarchy; each class carries the exit code cli.main maps it to. Transport errors
+are translated to `PageError` in fetch/http.py (the fetch package is the only one that imports
+requests/urllib3), so that parse workers never load the HTTP stack."""
 
 from __future__ import annotations
 
@@ -31,3 +32,9 @@ class ConfigError(ScraperError):
     """Settings are unusable: exit 2 before any request. The message names file, line and key."""
 
     exit_code: ClassVar[int] = 2
+
+
+class Locked(ScraperError):
+    """Another run holds the state's lock: exit 75 (EX_TEMPFAIL), try again later."""
+
+    exit_code = 75

@@ -56,7 +56,7 @@ class _FastPickle:
     __slots__ = ()
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        names: tuple[str, ...] = self.__slots__  # type: ignore[misc]
+        names: tuple[str, ...] = self.__slots__
         return type(self), tuple(getattr(self, name) for name in names)
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scraper.errors import ScraperError
+from scraper.errors import Locked
 from scraper.records import PageState, Validators
 
 COMMIT_EVERY_S = 1.0
@@ -43,12 +43,6 @@ CREATE TABLE IF NOT EXISTS runs (
     summary TEXT                  -- the run's summary JSON, once it ended
 );
 """
-
-
-class Locked(ScraperError):
-    """Another run holds the state's lock: exit 75 (EX_TEMPFAIL), try again later."""
-
-    exit_code = 75
 
 
 class RunLock:

@@ -9,7 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from scraper import cli
-from scraper.demo_server import DemoServer
+from scraper.demo.server import DemoServer
 from tests.servers import Served, fault_routes, serve
 
 DEMO_PAGES = 150
@@ -43,6 +44,24 @@ class Run:
     def summary(self) -> dict[str, Any]:
         latest = max(self.out_dir.glob("*.summary.json"), key=lambda p: p.name.split(".")[0])
         return json.loads(latest.read_text(encoding="utf-8"))
+
+
+# Variables the fetch code branches on (requests reads them with trust_env): a developer's proxy,
+# .netrc or CA bundle must not change what a test sees.
+ENVIRONMENT = (
+    *("http_proxy", "https_proxy", "all_proxy", "no_proxy"),
+    *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"),
+    *("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"),
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No proxy, netrc or CA-bundle variable from the developer's shell, for every test (and
+    the scrape processes it starts, which inherit the environment)."""
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # requests then reads no ~/.netrc
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +93,15 @@ FAST = [
     *("--processes", "2", "--threads", "8", "--retries", "0"),
     *UNLIMITED,
 ]
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout_s: float = 30.0) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout_s` (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(0.02)
 
 
 def run_in_process(args: list[str], out_dir: Path, stdin: bytes = b"", is_tty: bool = False) -> Run:

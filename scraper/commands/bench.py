@@ -1,0 +1,86 @@
+"""`scrape bench`: measures the scraper against the demo site and prints each figure next to
+the limit computed in the same run. Every run talks only to a demo site started here on
+127.0.0.1, with a bounded number of requests; bench/ does the measuring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from scraper.bench.figures import (
+    bench_cluster,
+    bench_extract,
+    bench_incremental,
+    bench_memory,
+    bench_models,
+    bench_throughput,
+)
+
+# -- reports -----------------------------------------------------------------------------
+
+
+def run_bench(argv: Sequence[str], out: TextIO) -> int:
+    """`scrape bench`; exits 0 when every figure is within its limit, 1 otherwise."""
+    parser = argparse.ArgumentParser(
+        prog="scrape bench",
+        description="Measure the scraper against the local demo site and print each figure "
+        "next to the limit computed in the same run. Talks only to 127.0.0.1.",
+    )
+    parser.add_argument("--pages", type=int, default=2000, help="demo pages (default 2000)")
+    parser.add_argument("--threads", type=int, default=32, help="download threads (default 32)")
+    parser.add_argument("--processes", type=int, default=2, help="parse processes (default 2)")
+    parser.add_argument("--latency-ms", type=float, default=100, help="added latency (100)")
+    parser.add_argument(
+        "--models",
+        action="store_true",
+        help="compare sequential, threads-only and threads+processes",
+    )
+    parser.add_argument(
+        "--model-pages", type=int, default=300, help="pages per model run (default 300)"
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="compare peak memory for 1,000 and --memory-urls URLs"
+    )
+    parser.add_argument(
+        "--memory-urls",
+        type=int,
+        default=100_000,
+        help="the large list of --memory (default 100000)",
+    )
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="second runs over unchanged pages, and the state's cost",
+    )
+    parser.add_argument("--extract", action="store_true", help="the cost of 10 CSS fields per page")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="--cluster local:2 (Dask) against a local run (needs scraper[dask])",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("models", "memory", "incremental", "extract", "cluster"),
+        help="skip the main figures",
+    )
+    args = parser.parse_args(argv)
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="scrape-bench-") as tmp:
+        work = Path(tmp)
+        if args.only is None:
+            ok &= bench_throughput(args, out, work)
+        if args.models or args.only == "models":
+            ok &= bench_models(args, out, work)
+        if args.memory or args.only == "memory":
+            ok &= bench_memory(args, out, work)
+        if args.incremental or args.only == "incremental":
+            ok &= bench_incremental(args, out, work)
+        if args.extract or args.only == "extract":
+            ok &= bench_extract(args, out)
+        if args.cluster or args.only == "cluster":
+            ok &= bench_cluster(args, out, work)
+    return 0 if ok else 1

@@ -1,0 +1,109 @@
+"""One command-line flag per setting (`--threads`, `--page-deadline`, `-o/--output-dir`...),
+named after its Settings field, and the Settings built from a settings file and the flags.
+Shared by `scrape URLS` and `scrape demo`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from scraper.config.settings import (
+    SETTING_FIELDS,
+    Settings,
+    build_settings,
+    default_config_path,
+    flag_name,
+)
+from scraper.errors import ConfigError
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field: `--threads`, `--page-deadline`, `-o/--output-dir`..."""
+    group = parser.add_argument_group("settings (each also a key in the YAML file)")
+    short = {"output_dir": ["-o"], "quiet": ["-q"], "threads": ["-t"], "processes": ["-p"]}
+    for name, spec in SETTING_FIELDS.items():
+        if spec.metadata.get("flag") is False:
+            continue
+        names = [*short.get(name, []), flag_name(name)]
+        help_text = f"{spec.metadata['help']} (default: {_shown_default(spec)})"
+        kind = str(spec.type)
+        if kind == "bool":  # --obey-robots / --no-obey-robots
+            group.add_argument(
+                *names,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        elif kind == "list[int]":
+            group.add_argument(
+                *names, dest=name, type=_int_list, default=None, metavar="N,N,...", help=help_text
+            )
+        elif kind == "dict[str, str]":
+            group.add_argument(
+                "-H",
+                "--header",
+                dest=name,
+                action="append",
+                default=None,
+                metavar="'NAME: VALUE'",
+                help="extra request header (repeatable)",
+            )
+        else:
+            metavar = (
+                "|".join(spec.metadata["choices"])
+                if "choices" in spec.metadata
+                else (
+                    "SECONDS"
+                    if name.endswith("_s")
+                    else {"int": "N", "float": "X"}.get(kind, "TEXT")
+                )
+            )
+            group.add_argument(
+                *names,
+                dest=name,
+                default=None,
+                metavar=metavar,
+                type={"int": int, "float": float}.get(kind, str),
+                help=help_text,
+            )
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas: {text!r}"
+        ) from None
+
+
+def _shown_default(spec: Any) -> str:
+    if callable(spec.default_factory):
+        value = spec.default_factory()
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value or "none")
+    return str(spec.default)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the config file and the flags; raises ConfigError."""
+    overrides: dict[str, Any] = {}
+    for name in SETTING_FIELDS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name == "headers":
+            value = _parse_headers(value)
+        overrides[name] = value
+    path = args.config if args.config is not None else default_config_path()
+    return build_settings(path, overrides)
+
+
+def _parse_headers(values: list[str]) -> dict[str, str]:
+    headers = {}
+    for text in values:
+        name, sep, value = text.partition(":")
+        if not sep or not name.strip():
+            raise ConfigError(f"command line: --header {text!r}: expected 'Name: value'")
+        headers[name.strip()] = value.strip()
+    return headers

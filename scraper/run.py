@@ -1,0 +1,280 @@
+"""One scrape from start to end: the output folder, the run lock and state, the sink, the
+pipeline under signal handling, then the summary, state, metrics and retention.
+
+Order matters: nothing is fetched before the lock is held, and a record is written before the
+state learns of it, so a crash can lose state (the next run refetches) but never a record.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import logging.handlers
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
+
+from scraper.config.settings import Settings
+from scraper.console import LOGGER_NAME, Console
+from scraper.errors import ConfigError
+from scraper.exit_codes import ExitCode, exit_code
+from scraper.output.folder import Resumed, new_run_id, prepare_output_dir, prune_runs, read_partial
+from scraper.output.metrics import write_metrics
+from scraper.output.sinks import RecordSink, open_sink
+from scraper.pipeline.base import MakeEngine, RunCounts, RunEvents, run_summary
+from scraper.pipeline.engine import Pipeline
+from scraper.records import Outcome, PageRecord
+from scraper.state import RunLock, StateStore
+
+log = logging.getLogger(__name__)
+M_ARENA_MAX = -8  # from glibc's malloc.h
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How this one run uses the state: flags, not settings."""
+
+    resume: bool = False  # finish the killed run instead of starting a new one
+    full: bool = False  # ignore stored validators: fetch and parse everything
+    wait_lock_s: float = 0.0  # wait this long for another run to finish
+    debug: bool = False
+    use_state: bool = True  # False: no state, no lock, nothing incremental (--no-state)
+
+
+def scrape(
+    settings: Settings,
+    lines: BinaryIO,
+    list_name: str,
+    stderr: TextIO,
+    is_tty: bool | None,
+    options: RunOptions = RunOptions(),
+    count_path: Path | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    make_engine: MakeEngine | None = None,
+) -> ExitCode:
+    """Run one scrape of the URL lines in `lines` and report it; returns the exit code.
+    Raises ConfigError (nothing was fetched) or Locked (another run holds the state).
+    `make_engine` replaces the engine the settings choose (the local pipeline, or the Dask
+    cluster of `--cluster`)."""
+    with (
+        Console(stderr, quiet=settings.quiet, debug=options.debug, is_tty=is_tty) as console,
+        _log_file(settings),
+        _engine_maker(settings, make_engine) as engine_for,
+    ):
+        run = functools.partial(_run, settings, lines, list_name, options, engine_for, console)
+        folder = prepare_output_dir(Path(settings.output_dir))
+        if not options.use_state:
+            return run(folder, None, count_path, on_record)
+        state_path = Path(settings.state_file or folder / "state.sqlite")
+        lock = RunLock(state_path.with_name(state_path.name + ".lock"))
+        lock.acquire(options.wait_lock_s)
+        try:
+            state = StateStore(state_path)
+            try:
+                return run(folder, state, count_path, on_record)
+            finally:
+                state.close()
+        finally:
+            lock.release()
+
+
+@contextmanager
+def _engine_maker(settings: Settings, given: MakeEngine | None) -> Iterator[MakeEngine]:
+    """What builds this run's engine: `given`, the local pipeline, or for `--cluster` the
+    connected cluster's (a cluster that cannot be used raises ConfigError: nothing fetched)."""
+    if given is not None:
+        yield given
+        return
+    if not settings.cluster:
+        yield functools.partial(Pipeline, settings)
+        return
+    from scraper.cluster.client import Cluster, ClusterRun
+
+    cluster = Cluster(settings.cluster, settings.connect_timeout_s)
+    cluster.connect()
+    try:
+        log.info("cluster %s ready in %.1fs", settings.cluster, cluster.start_s)
+        yield functools.partial(ClusterRun, settings, cluster)
+    finally:
+        cluster.close()
+
+
+def _run(
+    settings: Settings,
+    lines: BinaryIO,
+    list_name: str,
+    options: RunOptions,
+    engine_for: MakeEngine,
+    console: Console,
+    folder: Path,
+    state: StateStore | None,
+    count_path: Path | None,
+    on_record: Callable[[dict[str, Any]], None] | None,
+) -> ExitCode:
+    sink, resumed = _open_run(settings, list_name, options, folder, state)
+    limit_malloc_arenas()
+    events = RunEvents()
+    engine = engine_for(events, state, not options.full, frozenset(resumed.lines))
+    _count_resumed(engine.counts, resumed)
+    if state is not None:
+        started_at = engine.counts.started_at.isoformat(timespec="seconds")
+        state.begin_run(sink.run_id, list_name, started_at)
+    console.start_bar(None)
+    if count_path is not None:
+        _count_lines_in_background(count_path, console, len(resumed.lines))
+
+    def write(record: PageRecord) -> None:
+        if not (settings.changed_only and record.outcome is Outcome.UNCHANGED):
+            sink.write(record)
+        if state is not None and record.state is not None:
+            state.update(record.state, time.time())
+        console.advance(record.outcome in (Outcome.FAILED, Outcome.INVALID))
+        if on_record is not None:
+            on_record(record.to_dict())
+
+    def flush() -> None:
+        sink.flush()  # first the records, then the state that knows of them
+        if state is not None:
+            state.commit_due(time.time())
+
+    started_ts = time.time()
+    with _signals_to(events) as received:
+        try:
+            counts = engine.run(lines, write, flush=flush)
+        except BaseException:
+            sink.abandon()
+            raise
+    console.close_bar()
+    code = exit_code(counts, received, settings.max_failure_ratio)
+    summary = run_summary(counts, code, sink.run_id, list_name)
+    if counts.aborted:
+        sink.abandon()
+        console.error(
+            f"aborted; records so far are in {sink.part_path} (scrape --resume finishes the run)"
+        )
+        return code
+    summary["output"] = str(sink.finish(summary))
+    if state is not None:
+        state.end_run(summary)
+    if settings.metrics_file:
+        write_metrics(Path(settings.metrics_file), summary, started_ts, time.time())
+    if settings.keep_runs:
+        prune_runs(folder, settings.keep_runs, sink.run_id)
+    console.summary(summary)
+    return code
+
+
+def _open_run(
+    settings: Settings,
+    list_name: str,
+    options: RunOptions,
+    folder: Path,
+    state: StateStore | None,
+) -> tuple[RecordSink, Resumed]:
+    """The sink of a new run, or of the killed run being resumed with what it holds."""
+    if state is None and options.resume:
+        raise ConfigError("--resume needs the state: drop --no-state")
+    if state is None or not options.resume:
+        if state is not None:
+            state.abandon_unfinished()
+        return open_sink(settings, folder, new_run_id()), Resumed(active=False)
+    unfinished = state.unfinished_run()
+    if unfinished is None:
+        raise ConfigError(f"--resume: no unfinished run in {folder}")
+    run_id, its_list = unfinished
+    if its_list != list_name:
+        raise ConfigError(f"--resume: the unfinished run {run_id} read {its_list}, not {list_name}")
+    ext = "csv" if settings.format == "csv" else "jsonl"
+    part = folder / f"{run_id}.{ext}.part"
+    if not part.exists():
+        raise ConfigError(f"--resume: {part} is gone; start a new run")
+    resumed = read_partial(part, settings.format)
+    log.warning("resuming run %s: %d records already written", run_id, len(resumed.lines))
+    return open_sink(settings, folder, run_id, append=True), resumed
+
+
+def _count_resumed(counts: RunCounts, resumed: Resumed) -> None:
+    for outcome, n in resumed.by_outcome.items():
+        counts.by_outcome[outcome] += n
+        counts.records += n
+    counts.resumed_records = len(resumed.lines)
+    counts.resumed = resumed.active
+
+
+def limit_malloc_arenas(count: int = 2) -> None:
+    """Like MALLOC_ARENA_MAX=2, set before the download threads start (glibc only).
+
+    glibc gives each thread its own malloc arena, up to 8 per core; with 32 download threads
+    freeing page-sized buffers the arenas fragment and memory creeps up with the list's
+    length (measured: +10.5 MB from 1,000 to 20,000 URLs; +6.1 MB with 2 arenas).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, count)
+    except (OSError, AttributeError):
+        pass  # not glibc (musl, for one): nothing to tune
+
+
+@contextmanager
+def _log_file(settings: Settings) -> Iterator[None]:
+    """log_file: warnings, retries and errors with times, rotated by size (3 old files)."""
+    if not settings.log_file:
+        yield
+        return
+    handler = logging.handlers.RotatingFileHandler(
+        settings.log_file, maxBytes=settings.log_max_bytes, backupCount=3, encoding="utf-8"
+    )
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def _count_lines_in_background(path: Path, console: Console, already: int) -> None:
+    """Give the bar its total without delaying the first request: count in another thread."""
+    if console.bar is None:
+        return
+
+    def count() -> None:
+        from scraper.url_list import count_url_lines
+
+        try:
+            console.set_total(count_url_lines(path) - already)
+        except OSError:
+            pass
+
+    threading.Thread(target=count, name="line-counter", daemon=True).start()
+
+
+@contextmanager
+def _signals_to(events: RunEvents) -> Iterator[list[int]]:
+    """SIGINT/SIGTERM set `stop` the first time and `abort` the second; nothing else."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        (events.abort if events.stop.is_set() else events.stop).set()
+
+    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
