@@ -32,6 +32,8 @@ class ErrorKind(str, enum.Enum):
     INVALID_URL = "invalid_url"
     TIMEOUT = "timeout"
     CONNECTION = "connection"
+    TLS = "tls"  # the TLS handshake failed or the certificate was refused
+    PROTOCOL = "protocol"  # the server's response breaks HTTP (malformed headers, say)
     TOO_LARGE = "too_large"
     REDIRECTS = "redirects"
     BAD_SCHEME = "bad_scheme"

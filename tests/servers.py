@@ -96,6 +96,18 @@ def trickle(handler: BaseHTTPRequestHandler) -> None:
             time.sleep(0.2)
 
 
+def trickle_headers(handler: BaseHTTPRequestHandler) -> None:
+    """The status line and headers one byte every 0.2 s (at most 40 s): each read arrives
+    long before any read timeout, so only a deadline over the whole exchange ends it."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Pad: " + b"p" * 120 + b"\r\n"
+    with contextlib.suppress(OSError):
+        for byte in head:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.2)
+    handler.close_connection = True
+
+
 def _raw(handler: BaseHTTPRequestHandler, data: bytes, reset: bool) -> None:
     handler.wfile.write(data)
     handler.wfile.flush()
@@ -108,6 +120,30 @@ def _raw(handler: BaseHTTPRequestHandler, data: bytes, reset: bool) -> None:
 def reset_mid_body(handler: BaseHTTPRequestHandler) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n\r\n"
     _raw(handler, head + b"<html><body>" + b"x" * 20000, reset=True)
+
+
+def raw_response(head: bytes, body: bytes = PAGE) -> Route:
+    """Exactly these header lines (after the status line), then the body; connection closed."""
+    head += b"Connection: close\r\n"
+    return lambda h: _raw(h, b"HTTP/1.1 200 OK\r\n" + head + b"\r\n" + body, reset=False)
+
+
+def raw_redirect(location: bytes) -> Route:
+    """A 302 whose Location is these bytes, unchecked (http.server would refuse some)."""
+    head = b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n"
+    head += b"Connection: close\r\n\r\n"
+    return lambda h: _raw(h, head, reset=False)
+
+
+def one_per_connection(handler: BaseHTTPRequestHandler) -> None:
+    """Answers the first request of a connection (keep-alive), and closes the connection
+    without answering the next: what a server does that closes idle connections just as a
+    client sends on one."""
+    if getattr(handler, "answered", False):
+        _raw(handler, b"", reset=False)
+        return
+    handler.answered = True  # type: ignore[attr-defined]
+    ok(handler)
 
 
 def close_before_headers(handler: BaseHTTPRequestHandler) -> None:
@@ -213,6 +249,15 @@ def fault_routes() -> dict[str, Route]:
         "/trickle": trickle,
         "/reset-mid-body": reset_mid_body,
         "/close-before-headers": close_before_headers,
+        "/trickle-headers": trickle_headers,
+        "/conflicting-length": raw_response(
+            b"Content-Type: text/html\r\nContent-Length: 10\r\nContent-Length: 20\r\n"
+        ),
+        "/bad-location": raw_redirect(b"/caf\xff\xfe"),
+        "/two-content-types": raw_response(
+            b"Content-Type: text/html; charset=utf-8\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(PAGE)}\r\n".encode()
+        ),
         "/short-body": short_body,
         "/long-body": long_body,
         "/loop-a": redirect("/loop-b"),
@@ -259,6 +304,7 @@ class Served:
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() per request
     max_in_flight: int = 0
     in_flight: int = 0
+    connections: int = 0  # TCP connections accepted
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __iter__(self) -> Iterator[object]:  # origin, paths = served
@@ -272,6 +318,11 @@ def serve(routes: dict[str, Route], host: str = "127.0.0.1") -> Iterator[Served]
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            with served.lock:
+                served.connections += 1
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             with served.lock:

@@ -17,14 +17,14 @@ from typing import Protocol
 from urllib.parse import urljoin
 
 import requests
-import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from scraper.config.settings import Settings
 from scraper.errors import PageError
-from scraper.fetch.transport import Adapter, BlockedAddress, GuardedAdapter
+from scraper.fetch.deadline import current_phase, on_reused_connection, watch
+from scraper.fetch.failures import TRANSPORT_ERRORS, describe, page_error_from
+from scraper.fetch.transport import Adapter, GuardedAdapter
 from scraper.records import (
     ErrorKind,
     FetchedPage,
@@ -35,23 +35,11 @@ from scraper.urls import InvalidUrl, normalize_url, redact_url
 
 CHUNK_BYTES = 64 * 1024
 ROBOTS_MAX_BYTES = 512 * 1024
+ROBOTS_MAX_REDIRECTS = 5
 DRAIN_BYTES = 64 * 1024  # read at most this much of a redirect or error body to keep the socket
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-
-# Most specific first: requests' ConnectTimeout is both a Timeout and a ConnectionError.
-# urllib3's own errors appear too, because the body is read from resp.raw.
-TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError)
-_KINDS = [
-    (requests.Timeout, ErrorKind.TIMEOUT),
-    (ReadTimeoutError, ErrorKind.TIMEOUT),
-    (requests.TooManyRedirects, ErrorKind.REDIRECTS),
-    (requests.ConnectionError, ErrorKind.CONNECTION),
-    (ProtocolError, ErrorKind.CONNECTION),
-    (urllib3.exceptions.DecodeError, ErrorKind.DECODE),
-    (requests.exceptions.ContentDecodingError, ErrorKind.DECODE),
-    (requests.exceptions.ChunkedEncodingError, ErrorKind.CONNECTION),
-    (urllib3.exceptions.IncompleteRead, ErrorKind.CONNECTION),
-]
+# Sends again of one request that met kept-alive connections the server closed while idle.
+STALE_RETRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,33 +64,21 @@ class FetchLimits:
         )
 
 
-def page_error_from(exc: Exception) -> PageError:
-    """Translate a transport exception; used as `raise page_error_from(e) from e`."""
-    blocked = _blocked_cause(exc)
-    if blocked is not None:
-        return PageError(ErrorKind.BLOCKED_ADDRESS, str(blocked))
-    kind = next((k for source, k in _KINDS if isinstance(exc, source)), ErrorKind.INTERNAL)
-    return PageError(kind, _one_line(f"{type(exc).__name__}: {exc}"))
+class _Session(requests.Session):
+    """A Session that leaves redirects to fetch_page.
 
+    Even with allow_redirects=False, Session.send works out where a redirect would go, and
+    decodes the Location header as UTF-8 to do so: a Location with a raw 0xFF byte then
+    raised UnicodeDecodeError past every transport handler. fetch_page follows redirects by
+    hand, so there is nothing for requests to work out."""
 
-def _blocked_cause(exc: BaseException) -> BlockedAddress | None:
-    """requests wraps the connection's error in MaxRetryError in ConnectionError: dig."""
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, BlockedAddress):
-            return item
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        stack.extend([*item.args, getattr(item, "reason", None), item.__cause__, item.__context__])
-    return None
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        return None
 
 
 def new_session(settings: Settings) -> requests.Session:
     """A session for one download thread, with the configured User-Agent and headers."""
-    session = requests.Session()
+    session = _Session()
     session.headers["User-Agent"] = settings.user_agent
     session.headers.update(settings.headers)
     _apply_environment(session)
@@ -120,25 +96,25 @@ def plain_session(trust_env: bool = True) -> requests.Session:
     return session
 
 
-def fetch_robots(
-    session: requests.Session, url: str, limits: FetchLimits
-) -> tuple[int, bytes] | None:
-    """(status, body) of a robots.txt, redirects followed (RFC 9309: at least 5); None when
-    the host cannot be reached or the fetch fails."""
+def fetch_robots(session: requests.Session, url: str, limits: FetchLimits) -> tuple[int, bytes]:
+    """(status, body) of a robots.txt, up to five redirects followed (RFC 9309 §2.3.1.2, as
+    Google does). A redirect loop or longer chain, or a redirect off http(s), is "unavailable":
+    404.
+    Raises PageError when the host cannot be reached (refused, timed out, TLS...)."""
     robots_limits = FetchLimits(
         limits.connect_timeout_s,
         limits.read_timeout_s,
         limits.deadline_s,
         ROBOTS_MAX_BYTES,
-        max(5, limits.max_redirects),
+        ROBOTS_MAX_REDIRECTS,
         truncate_body=True,  # RFC 9309 §2.5: parse the first 500 KiB at least
     )
     try:
         page = fetch_page(session, UrlTask(0, url, url), robots_limits)
     except PageError as exc:
-        if exc.kind is ErrorKind.BLOCKED_ADDRESS:
-            raise  # the page's own outcome, not a robots.txt problem
-        return None
+        if exc.kind in (ErrorKind.REDIRECTS, ErrorKind.BAD_SCHEME):
+            return 404, b""
+        raise
     return page.status, page.body
 
 
@@ -196,46 +172,67 @@ def fetch_page(
     """GET one URL, following redirects by hand; raises PageError.
 
     A final 4xx/5xx (and a 304 to the `conditional` headers, sent with every hop) is
-    returned, with an empty body, for the caller to judge.
+    returned, with an empty body, for the caller to judge. `limits.deadline_s` bounds the
+    whole exchange, however slowly the server sends (deadline.py).
     """
-    gate = gate or _OpenGate()
     started = time.monotonic()
     url = task.normalized_url
+    gate = gate or _OpenGate()
     seen = {url}
     for _hop in range(limits.max_redirects + 1):
         gate.enter(url, started + limits.deadline_s)
+        scope = watch(started + limits.deadline_s)
         try:
             resp = _get(session, url, started, limits, conditional)
-        except PageError:
-            gate.leave(url)
-            raise
-        try:
-            if resp.status_code in REDIRECT_STATUSES and "location" in resp.headers:
-                url = _next_hop(url, resp.headers["location"], seen)
-                _drain(resp)
-                continue
-            ok = 200 <= resp.status_code < 300
-            body = _read_body(resp, started, limits) if ok else _drain(resp)
-            return FetchedPage(
-                task=task,
-                final_url=url,
-                status=resp.status_code,
-                headers={k.lower(): v for k, v in resp.headers.items()},
-                body=body,
-                attempts=attempts,
-                elapsed_s=time.monotonic() - started,
-                # Hashed here only when there is a stored hash to compare (an unchanged page
-                # then never reaches a parser); otherwise the parse worker hashes it.
-                content_hash=("sha256:" + hashlib.sha256(body).hexdigest())
-                if ok and hash_body
-                else "",
-            )
-        except TRANSPORT_ERRORS as exc:
-            raise page_error_from(exc) from exc
+            try:
+                if scope.expired:  # the headers came, cut short by the watchdog
+                    raise PageError(
+                        ErrorKind.TIMEOUT, deadline_message(limits, scope.expired_while)
+                    )
+                if resp.status_code in REDIRECT_STATUSES and "location" in resp.headers:
+                    url = _next_hop(url, resp.headers["location"], seen)
+                    _drain(resp)
+                    continue
+                ok = 200 <= resp.status_code < 300
+                body = _read_body(resp, started, limits) if ok else _drain(resp)
+                if scope.expired:  # the body ended because the watchdog shut the socket
+                    raise PageError(
+                        ErrorKind.TIMEOUT, deadline_message(limits, scope.expired_while)
+                    )
+                return FetchedPage(
+                    task=task,
+                    final_url=url,
+                    status=resp.status_code,
+                    headers={k.lower(): v for k, v in resp.headers.items()},
+                    body=body,
+                    attempts=attempts,
+                    elapsed_s=time.monotonic() - started,
+                    # Hashed here only when there is a stored hash to compare (an unchanged
+                    # page then never reaches a parser); otherwise the parse worker hashes it.
+                    content_hash=("sha256:" + hashlib.sha256(body).hexdigest())
+                    if ok and hash_body
+                    else "",
+                )
+            except TRANSPORT_ERRORS as exc:
+                raise page_error_from(exc, None, limits.read_timeout_s, scope.phase) from exc
+            finally:
+                scope.close()  # before the connection can go back to its pool
+                resp.close()
+        except PageError as exc:
+            if not scope.expired or exc.kind is ErrorKind.TIMEOUT:
+                raise
+            # The watchdog shut the socket: whatever the read then saw, time ran out.
+            raise PageError(
+                ErrorKind.TIMEOUT, deadline_message(limits, scope.expired_while)
+            ) from exc
         finally:
-            resp.close()
+            scope.close()
             gate.leave(url)
     raise PageError(ErrorKind.REDIRECTS, f"more than {limits.max_redirects} redirects")
+
+
+def deadline_message(limits: FetchLimits, phase: str) -> str:
+    return f"timed out after {limits.deadline_s:g} s {phase} (page deadline)"
 
 
 def status_message(status: int) -> str:
@@ -255,31 +252,65 @@ def _get(
 ) -> requests.Response:
     remaining = limits.deadline_s - (time.monotonic() - started)
     if remaining <= 0:
-        raise PageError(ErrorKind.TIMEOUT, f"page took over {limits.deadline_s:g}s")
+        raise PageError(ErrorKind.TIMEOUT, deadline_message(limits, "following redirects"))
     timeouts = (min(limits.connect_timeout_s, remaining), min(limits.read_timeout_s, remaining))
-    try:
-        if session.trust_env:  # proxies or netrc in play: let requests apply them per URL
-            return session.get(
-                url, stream=True, allow_redirects=False, timeout=timeouts, headers=headers
-            )
-        # Session.request merges headers and environment settings on every call: 15% of a
-        # GET's CPU (measured on 304s: 0.91 -> 0.78 ms). Without trust_env the outcome of
-        # that merge is the session's own settings, so prepare and send directly.
-        prepared = _prepared(session, url, headers)
-        # verify only matters for https; a CA-bundle path there costs requests a stat() (and a
-        # GIL hand-off) on every call, for plain http too.
-        verify = session.verify if url.startswith("https:") else True
-        return session.send(
-            prepared,
-            stream=True,
-            allow_redirects=False,
-            timeout=timeouts,
-            verify=verify,
-            proxies=session.proxies,
-            cert=session.cert,
+    sends = 0
+    while True:
+        sends += 1
+        try:
+            return _send(session, url, timeouts, headers)
+        except TRANSPORT_ERRORS as exc:
+            if sends > STALE_RETRIES or not (on_reused_connection() and _stale(exc)):
+                raise _get_error(exc, started, limits, timeouts) from exc
+            # A kept-alive connection the server had closed while it sat idle: nothing was
+            # answered, so send again (on a fresh connection, in the end); not an attempt.
+
+
+def _send(
+    session: requests.Session,
+    url: str,
+    timeouts: tuple[float, float],
+    headers: dict[str, str] | None,
+) -> requests.Response:
+    if session.trust_env:  # proxies or netrc in play: let requests apply them per URL
+        return session.get(
+            url, stream=True, allow_redirects=False, timeout=timeouts, headers=headers
         )
-    except TRANSPORT_ERRORS as exc:
-        raise page_error_from(exc) from exc
+    # Session.request merges headers and environment settings on every call: 15% of a
+    # GET's CPU (measured on 304s: 0.91 -> 0.78 ms). Without trust_env the outcome of
+    # that merge is the session's own settings, so prepare and send directly.
+    prepared = _prepared(session, url, headers)
+    # verify only matters for https; a CA-bundle path there costs requests a stat() (and a
+    # GIL hand-off) on every call, for plain http too.
+    verify = session.verify if url.startswith("https:") else True
+    return session.send(
+        prepared,
+        stream=True,
+        allow_redirects=False,
+        timeout=timeouts,
+        verify=verify,
+        proxies=session.proxies,
+        cert=session.cert,
+    )
+
+
+def _stale(exc: BaseException) -> bool:
+    """The request met a closed connection before any byte of an answer."""
+    kind, _ = describe(exc)
+    return kind is ErrorKind.CONNECTION and current_phase() in (
+        "sending the request",
+        "waiting for the response headers",
+    )
+
+
+def _get_error(
+    exc: BaseException, started: float, limits: FetchLimits, timeouts: tuple[float, float]
+) -> PageError:
+    phase = current_phase()
+    error = page_error_from(exc, timeouts[0], timeouts[1], phase)
+    if error.kind is ErrorKind.TIMEOUT and time.monotonic() - started >= limits.deadline_s:
+        error = PageError(ErrorKind.TIMEOUT, deadline_message(limits, phase))
+    return error
 
 
 def _prepared(
@@ -337,7 +368,7 @@ def _read_body(resp: requests.Response, started: float, limits: FetchLimits) -> 
                 return bytes(body[: limits.max_body_bytes])
             raise PageError(ErrorKind.TOO_LARGE, f"body over {limits.max_body_bytes} bytes")
         if time.monotonic() - started > limits.deadline_s:
-            raise PageError(ErrorKind.TIMEOUT, f"page took over {limits.deadline_s:g}s")
+            raise PageError(ErrorKind.TIMEOUT, deadline_message(limits, "reading the body"))
     return bytes(body)
 
 
@@ -348,10 +379,6 @@ def _drain(resp: requests.Response) -> bytes:
     except TRANSPORT_ERRORS:
         pass  # the connection is closed by resp.close(); the page's outcome does not depend on it
     return b""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:500]
 
 
 def conditional_headers(known: Validators | None) -> dict[str, str] | None:

@@ -1,10 +1,11 @@
 """robots.txt (RFC 9309) with protego: one cached entry per host (scheme, host, port), fetched
-once by whichever download thread first needs it while the others wait for it. Never does
+by whichever download thread first needs it while the others wait for it. Never does
 network I/O itself: it is handed a function that fetches."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,42 +14,52 @@ from scraper.records import ErrorKind
 from scraper.urls import host_key
 
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 §2.5: parse at least 500 KiB
+RETRY_S = 60.0  # an unreachable or failing robots.txt is asked for again after this long
 
-
-RobotsFetch = Callable[[str], "tuple[int, bytes] | None"]  # robots URL → (status, body) or None
+# robots URL -> (status, body); raises PageError when the host cannot be reached at all
+RobotsFetch = Callable[[str], "tuple[int, bytes]"]
 
 
 @dataclass
 class _RobotsEntry:
     ready: threading.Event = field(default_factory=threading.Event)
-    error: PageError | None = None  # the host itself is refused (block_private_addresses)
+    error: PageError | None = None  # the host could not be reached: each page gets this
     parser: object | None = None  # a Protego instance; None with a verdict below
     allow_all: bool = False
     reason: str = ""
+    retry_at: float | None = None  # time.monotonic() from which robots.txt is fetched again
 
 
 class RobotsCache:
-    """robots.txt per host, fetched once per run, as RFC 9309 says to read it:
+    """robots.txt per host, fetched once per run (or again later, after a failure), read as
+    RFC 9309 says, as Google reads it:
 
-    2xx: parsed by Protego (Scrapy's parser; lines it cannot read are ignored, so garbage
-    allows everything); 4xx (404 most often): no rules, all allowed; 5xx, an unreachable host,
-    a timeout: everything disallowed for this run (§2.3.1.4), as Google does. Redirects are
-    followed by the fetch function (up to its limit); at most 512 KiB is parsed.
+    - 2xx: parsed by Protego (Scrapy's parser; lines it cannot read are ignored, so garbage
+      allows everything);
+    - 4xx but 429 (404 most often), and a redirect loop or more than 5 redirects
+      ("unavailable", §2.3.1.2-3): no rules, everything allowed;
+    - 429 and 5xx ("unreachable", §2.3.1.4): everything disallowed for now, and robots.txt
+      asked for again after `retry_s`;
+    - the host cannot be reached (refused, timed out, TLS): each of its pages fails with that
+      error, its own kind and message, and robots.txt is asked for again after `retry_s`.
+
+    At most 512 KiB is parsed.
     """
 
-    def __init__(self, user_agent: str) -> None:
+    def __init__(self, user_agent: str, retry_s: float = RETRY_S) -> None:
         self.user_agent = user_agent
+        self.retry_s = retry_s
         self._lock = threading.Lock()
         self._entries: dict[str, _RobotsEntry] = {}
 
     def check(self, url: str, fetch: RobotsFetch) -> tuple[float | None, bool]:
-        """Raise PageError(robots) when `url` is disallowed; else (Crawl-delay or None, whether
-        this call fetched robots.txt). The first thread to ask about a host fetches its
-        robots.txt; others wait for it."""
+        """Raise PageError when `url` may not or cannot be fetched; else (Crawl-delay or None,
+        whether this call fetched robots.txt). The first thread to ask about a host fetches
+        its robots.txt; others wait for it."""
         key = host_key(url)
         with self._lock:
             entry = self._entries.get(key)
-            owner = entry is None
+            owner = entry is None or _due(entry)
             if owner:
                 entry = self._entries[key] = _RobotsEntry()
         assert entry is not None
@@ -57,13 +68,14 @@ class RobotsCache:
         elif not entry.ready.wait(120):
             raise PageError(ErrorKind.ROBOTS, "robots.txt of this host is still loading")
         if entry.error is not None:
-            raise PageError(entry.error.kind, str(entry.error))
+            raise PageError(entry.error.kind, f"{entry.error} (fetching robots.txt)")
         if entry.allow_all:
             return None, owner
         if entry.parser is None:
             raise PageError(
                 ErrorKind.ROBOTS,
-                f"robots.txt unavailable ({entry.reason}): everything disallowed (RFC 9309)",
+                f"robots.txt unavailable ({entry.reason}): everything disallowed for now "
+                "(RFC 9309)",
             )
         if not entry.parser.can_fetch(url, self.user_agent):  # type: ignore[attr-defined]
             raise PageError(ErrorKind.ROBOTS, "disallowed by robots.txt")
@@ -72,22 +84,27 @@ class RobotsCache:
 
     def _load(self, entry: _RobotsEntry, key: str, fetch: RobotsFetch) -> None:
         try:
-            got = fetch(key + "/robots.txt")
-        except PageError as exc:
-            entry.error = exc
-            entry.ready.set()
-            raise
-        try:
-            if got is None:
-                entry.reason = "unreachable or timed out"
-            elif 200 <= got[0] < 300:
+            status, body = fetch(key + "/robots.txt")
+            if 200 <= status < 300:
                 from protego import Protego
 
-                text = got[1][:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace")
+                text = body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace")
                 entry.parser = Protego.parse(text)
-            elif 400 <= got[0] < 500:
+            elif 400 <= status < 500 and status != 429:
                 entry.allow_all = True
-            else:
-                entry.reason = f"status {got[0]}"
+            else:  # 429 (as Google reads it) and 5xx: the host is unreachable for now
+                entry.reason = f"status {status}"
+                entry.retry_at = time.monotonic() + self.retry_s
+        except PageError as exc:
+            entry.error = exc
+            if exc.kind is not ErrorKind.BLOCKED_ADDRESS:  # that one will not change
+                entry.retry_at = time.monotonic() + self.retry_s
         finally:
             entry.ready.set()
+
+
+def _due(entry: _RobotsEntry) -> bool:
+    """A failed robots.txt whose time to be asked for again has come."""
+    return (
+        entry.ready.is_set() and entry.retry_at is not None and time.monotonic() >= entry.retry_at
+    )

@@ -1,5 +1,6 @@
 """requests transport adapters for the download threads' sessions (mounted by
-fetch.new_session): a shorter way to the connection pool, and the private-address guard.
+http.new_session): a shorter way to the connection pool, connections under the page deadline
+(deadline.py), and the private-address guard.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 import requests
 import urllib3
 from requests.models import PreparedRequest
+
+from scraper.fetch.deadline import guard
 
 # Connection pools one adapter remembers the way to; past this the memo starts again.
 POOL_MEMO = 256
@@ -29,9 +32,21 @@ class Adapter(requests.adapters.HTTPAdapter):
     closes stays urllib3's decision. With proxies, requests' own code runs.
     """
 
+    guarded = False  # GuardedAdapter: connections refuse private and local addresses
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools()
         self._pool_keys: dict[tuple[str, Any, Any], Any] = {}
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, urllib3.ProxyManager):  # not SOCKS, whose pools are its own
+            manager.pool_classes_by_scheme = self._pools()
+        return manager
+
+    def _pools(self) -> dict[str, type[urllib3.HTTPConnectionPool]]:
+        return dict(GUARDED_POOLS if self.guarded else POOLS)
 
     def get_connection_with_tls_context(
         self,
@@ -128,16 +143,63 @@ def _checked(sock: socket.socket, host: str) -> socket.socket:
     return sock
 
 
-class _GuardedHTTPConnection(urllib3.connection.HTTPConnection):
+# -- connections: under the page deadline (deadline.py), and optionally the address guard ----
+
+
+class _Watched:
+    """Mixed into urllib3's connections: under the current request's deadline from connect to
+    the end of the body (deadline.py), and whether a request went out on a reused one."""
+
+    _fresh = False  # connected since the last request: not a reused connection
+
+    def connect(self) -> None:
+        guard(self, "connecting")
+        super().connect()  # type: ignore[misc]
+        self._fresh = True
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        # An http connection connects inside request(); an https one already has (urllib3
+        # validates it first): reused means a socket that an earlier request used.
+        reused = getattr(self, "sock", None) is not None and not self._fresh
+        guard(self, "sending the request", reused=reused)
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self._fresh = False  # after: an http connection's connect() comes in here
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        guard(self, "waiting for the response headers")
+        response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        guard(self, "reading the body")
+        return response
+
+
+class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPConnection(_HTTPConnection):
     def _new_conn(self) -> socket.socket:
         _precheck(self.host, self.port)
         return _checked(super()._new_conn(), self.host)
 
 
-class _GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
+class _GuardedHTTPSConnection(_HTTPSConnection):
     def _new_conn(self) -> socket.socket:
         _precheck(self.host, self.port)
         return _checked(super()._new_conn(), self.host)
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
 
 
 class _GuardedHTTPPool(urllib3.HTTPConnectionPool):
@@ -148,10 +210,11 @@ class _GuardedHTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
 
 
+POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+GUARDED_POOLS = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
 class GuardedAdapter(Adapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _GuardedHTTPPool,
-            "https": _GuardedHTTPSPool,
-        }
+    """An Adapter whose connections refuse private and local addresses."""
+
+    guarded = True

@@ -1,6 +1,8 @@
 """Every fault the loopback server can serve, in one run through the CLI: each URL gets the
 right outcome and error kind, the others are still processed, and the run ends in bounded time."""
 
+import re
+import socket
 import time
 from pathlib import Path
 
@@ -14,6 +16,10 @@ EXPECTED = {  # path: (outcome, error kind or None)
     "/trickle": ("failed", "timeout"),
     "/reset-mid-body": ("failed", "connection"),
     "/close-before-headers": ("failed", "connection"),
+    "/trickle-headers": ("failed", "timeout"),
+    "/conflicting-length": ("failed", "protocol"),
+    "/bad-location": ("failed", "http_status"),  # followed, percent-encoded: a 404 here
+    "/two-content-types": ("ok", None),
     "/short-body": ("failed", "connection"),
     "/long-body": ("ok", None),
     "/loop-a": ("failed", "redirects"),
@@ -43,12 +49,20 @@ EXPECTED = {  # path: (outcome, error kind or None)
 BAD_LINES = ["ftp://example.com/x", "not a url", "http://127.0.0.1:70000/", "javascript:x()"]
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed: connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def fault_run(faults, tmp_path_factory) -> tuple[Run, str, float]:
     origin, _ = faults
     tmp = tmp_path_factory.mktemp("faults")
     lines = ["# every fault", ""] + [origin + path for path in EXPECTED] + BAD_LINES
     lines.append(origin + "/ok#again")  # a duplicate of /ok after normalisation
+    lines.append(f"http://127.0.0.1:{closed_port()}/refused")
     urls = write_list(tmp / "urls.txt", lines)
     started = time.monotonic()
     run = run_in_process([str(urls), *FAST, "--max-body-bytes", "2000000"], tmp / "out")
@@ -67,7 +81,7 @@ def test_every_fault_gets_its_outcome_and_kind(fault_run) -> None:
 def test_records_add_up_to_the_url_lines_and_name_their_line(fault_run) -> None:
     run, origin, _ = fault_run
     records = run.records
-    url_lines = len(EXPECTED) + len(BAD_LINES) + 1
+    url_lines = len(EXPECTED) + len(BAD_LINES) + 2
     assert len(records) == url_lines
     assert sorted(r["line"] for r in records) == list(range(3, 3 + url_lines))
     counts = run.summary["counts"]
@@ -108,7 +122,49 @@ def test_hostile_pages_still_give_fields(fault_run) -> None:
     assert by_url[origin + "/malformed"]["links"] == [origin + "/ok"]
     assert by_url[origin + "/long-attr"]["title"] == "Long"
     assert by_url[origin + "/status/503"]["status"] == 503
-    assert "over 2s" in by_url[origin + "/trickle"]["error"]["message"]
+    assert by_url[origin + "/trickle"]["error"]["message"] == (
+        "timed out after 2 s reading the body (page deadline)"
+    )
+    assert by_url[origin + "/trickle-headers"]["error"]["message"] == (
+        "timed out after 2 s waiting for the response headers (page deadline)"
+    )
+    two = by_url[origin + "/two-content-types"]
+    assert two["content_type"] == "text/html" and two["title"] == "Fault server page"
+    assert by_url[origin + "/deep"]["word_count"] == 1  # the text 100,000 levels down
+
+
+MESSAGES = {
+    "/close-before-headers": "server closed the connection before answering",
+    "/reset-mid-body": "connection reset by peer",
+    "/short-body": "server closed the connection after 1000 of 5000 body bytes",
+    "/slow-first-byte": "timed out after 1 s waiting for the response headers",
+    "/status/404": "404 Not Found",
+}
+
+
+def test_failures_say_what_happened_in_words(fault_run) -> None:
+    run, origin, _ = fault_run
+    by_url = {r["url"]: r for r in run.records}
+    for path, message in MESSAGES.items():
+        assert by_url[origin + path]["error"]["message"] == message
+    refused = next(r for r in run.records if r["url"].endswith("/refused"))
+    assert refused["error"] == {
+        "kind": "connection",
+        "message": "connection refused (fetching robots.txt)",  # met first, named as it is
+    }
+    assert by_url[origin + "/conflicting-length"]["error"]["message"].startswith(
+        "malformed response: "
+    )
+    for record in run.records:
+        if record["outcome"] == "failed":
+            message = record["error"]["message"]
+            assert "\n" not in message and len(message) < 200, message
+            assert not re.search(r"[A-Z]\w+(Error|Exception)\b|\('|Max retries", message), message
+
+
+def test_no_fault_of_the_catalogue_is_an_internal_error(fault_run) -> None:
+    run, _, _ = fault_run
+    assert not [r for r in run.records if r.get("error", {}).get("kind") == "internal"]
 
 
 def test_output_has_only_finished_files(fault_run) -> None:

@@ -106,6 +106,10 @@ ROBOTS = {
     "garbage": lambda h: send(h, 200, b"\x00\xff<html>not robots</html>\nDisallow", "text/plain"),
     "slow": slow_page(2.5),
     "redirected": servers.redirect("/real-robots.txt"),
+    "loop": servers.redirect("/robots.txt"),
+    "five-redirects": servers.redirect("/hop/4"),  # 5 in all: followed
+    "six-redirects": servers.redirect("/hop/5"),  # 6: unavailable
+    "too-many-requests": servers.status(429, {"Retry-After": "1"}),
 }
 
 
@@ -117,6 +121,8 @@ def robots_server(kind: str) -> contextlib.AbstractContextManager[servers.Served
         "/real-robots.txt": lambda h: send(
             h, 200, b"User-agent: *\nDisallow: /public\n", "text/plain"
         ),
+        **{f"/hop/{n}": servers.redirect(f"/hop/{n - 1}") for n in range(1, 6)},
+        "/hop/0": lambda h: send(h, 200, b"User-agent: *\nDisallow: /\n", "text/plain"),
     }
     return serve(routes)
 
@@ -128,8 +134,13 @@ def robots_server(kind: str) -> contextlib.AbstractContextManager[servers.Served
         ("missing", "ok", "ok"),  # 4xx: no rules (RFC 9309 §2.3.1.3)
         ("error", "robots", "robots"),  # 5xx: complete disallow (§2.3.1.4)
         ("garbage", "ok", "ok"),  # nothing readable: no rules
-        ("slow", "robots", "robots"),  # unreachable in time: complete disallow
+        # unreachable in time: complete disallow, each page failing with what it met
+        ("slow", "timeout", "timeout"),
         ("redirected", "robots", "ok"),  # redirects are followed
+        ("loop", "ok", "ok"),  # a redirect loop: unavailable, so no rules (§2.3.1.2)
+        ("five-redirects", "robots", "robots"),  # RFC 9309: follow at least five
+        ("six-redirects", "ok", "ok"),  # more than 5, as Google: unavailable, no rules
+        ("too-many-requests", "robots", "robots"),  # 429 as Google reads it: as a 5xx
     ],
 )
 def test_robots_txt_is_obeyed_as_rfc_9309_says(
@@ -156,7 +167,7 @@ def test_robots_txt_is_obeyed_as_rfc_9309_says(
     }
     assert got == {"/public": public, "/private/x": private}
     assert site.paths.count("/robots.txt") == 1  # once per host per run
-    fetched = set(site.paths) - {"/robots.txt", "/real-robots.txt"}
+    fetched = {p for p in site.paths if p.startswith(("/public", "/private"))}
     assert fetched == {p for p, o in (("/public", public), ("/private/x", private)) if o == "ok"}
 
 
