@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from scraper.records import (
@@ -96,8 +97,39 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{hostport}{rest[authority_end:]}"
 
 
+def strip_userinfo(url: str) -> str:
+    """The URL without `user:password@`: what links on its page are resolved against, so
+    that they do not inherit the listed URL's credentials."""
+    if "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    authority_end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, hostport = rest[:authority_end].rpartition("@")
+    if not sep or not at:
+        return url
+    return f"{scheme}://{hostport}{rest[authority_end:]}"
+
+
+# `scheme://user:password@` anywhere in a text (a link, a field, a page's own words).
+_PASSWORD_IN_TEXT = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/?#@:]*):[^\s/?#@]*@")
+
+
+def mask_passwords(value: Any) -> Any:
+    """`value` (a string, or lists and dicts of them, as a record's fields) with every
+    password of a URL in it shown as `***`."""
+    if isinstance(value, str):
+        return _PASSWORD_IN_TEXT.sub(r"\1:***@", value) if "@" in value else value
+    if isinstance(value, list):
+        return [mask_passwords(item) for item in value]
+    if isinstance(value, dict):
+        return {key: mask_passwords(item) for key, item in value.items()}
+    return value
+
+
 def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
     """Printable and at most `limit` characters: control characters escaped, end elided."""
+    if len(text) <= limit and text.isprintable():
+        return text  # the usual case, in C
     printable = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit + 1])
     return printable if len(printable) <= limit else printable[: limit - 1] + "…"
 

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from scraper.config.settings import build_settings, default_config_path
 from scraper.errors import ConfigError, PageError
+from scraper.urls import redact_url
 
 SHOWN_TEXT_CHARS = 300  # `try` shortens the page text and link list; the data is shown whole
 SHOWN_LINKS = 10
@@ -57,12 +58,13 @@ def run_try(argv: list[str], out: TextIO, err: TextIO) -> int:
     try:
         page = _load(args.page, args.url, settings)
     except PageError as exc:
-        print(f"scrape try: {args.page}: {exc.kind.value}: {exc}", file=err)
+        print(f"scrape try: {redact_url(args.page)}: {exc.kind.value}: {exc}", file=err)
         return 1
     from scraper.parse.page import parse_options, parse_page
 
     if settings.sites and not _site_named(settings, page):
-        print(f"scrape try: no site matches {page.final_url}; generic fields only", file=err)
+        shown = redact_url(page.final_url)
+        print(f"scrape try: no site matches {shown}; generic fields only", file=err)
     try:
         fields, error = parse_page(page, parse_options(settings)), None
     except PageError as exc:
@@ -83,21 +85,21 @@ def _load(source: str, url: str | None, settings: Any) -> Any:
         with file.open("rb") as handle:
             body = handle.read(settings.max_body_bytes)
         final_url = url or file.resolve().as_uri()
-        task = UrlTask(1, final_url, final_url)
+        task = UrlTask(1, redact_url(final_url), final_url)
         return FetchedPage(task, final_url, 200, {"content-type": "text/html"}, body, 0, 0.0)
     if not source.startswith(("http://", "https://")):
-        raise ConfigError(f"{source}: neither a file nor an http(s) URL")
+        raise ConfigError(f"{redact_url(source)}: neither a file nor an http(s) URL")
     from scraper.fetch.http import FetchLimits, fetch_page, new_session
     from scraper.urls import InvalidUrl, normalize_url
 
     try:
         normalized = normalize_url(source)
     except InvalidUrl as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{redact_url(source)}: {exc}") from None
     session = new_session(settings)
     try:
         page = fetch_page(
-            session, UrlTask(1, source, normalized), FetchLimits.from_settings(settings)
+            session, UrlTask(1, redact_url(source), normalized), FetchLimits.from_settings(settings)
         )
     finally:
         session.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from scraper.errors import ConfigError
 from scraper.output.sinks import _UNSAFE
+from scraper.urls import redact_url
 
 RUN_NAME = re.compile(r"^(\d{8}T\d{6}Z(?:-\d{3})?)\.(jsonl|csv|summary\.json)$")
 
@@ -58,6 +59,27 @@ def read_partial(path: Path, fmt: str) -> Resumed:
     return found
 
 
+def reopen_interrupted(final: Path, part: Path, fmt: str) -> None:
+    """Turn an interrupted run's finished file back into its .part file, without its
+    `skipped` records (--resume fetches those lines), and drop its summary."""
+    with (
+        final.open(encoding="utf-8", newline="") as src,
+        part.open("w", encoding="utf-8", newline="") as dst,
+    ):
+        if fmt == "csv":
+            reader, writer = csv.reader(src), csv.writer(dst)
+            header = next(reader, None)
+            if header is not None:
+                writer.writerow(header)
+                at = header.index("outcome")
+                writer.writerows(row for row in reader if row[at] != "skipped")
+        else:
+            dst.writelines(line for line in src if json.loads(line)["outcome"] != "skipped")
+    final.unlink()
+    summary = final.with_name(final.name.split(".", 1)[0] + ".summary.json")
+    summary.unlink(missing_ok=True)
+
+
 def _drop_torn_tail(path: Path) -> None:
     with path.open("rb+") as handle:
         data = handle.read()
@@ -77,28 +99,30 @@ def new_run_id(now: datetime | None = None) -> str:
     return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def prepare_output_dir(path: Path) -> Path:
+def prepare_output_dir(path: Path, where: str = "") -> Path:
     """Create or adopt the output folder; refuse one full of files this tool did not write.
 
-    Raises ConfigError (exit 2) before any request.
+    Raises ConfigError (exit 2) before any request, naming `where` the setting came from
+    (`config/x.yaml:3`, `command line: --output-dir`) when given.
     """
+    said = f"{where}: output_dir {path}" if where else f"output_dir {path}"
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"output_dir {path}: exists and is not a folder")
+        raise ConfigError(f"{said}: exists and is not a folder")
     if path.is_dir() and not (path / MARKER).exists():
         try:
             foreign = [p.name for p in path.iterdir() if not p.name.startswith(".")]
         except OSError as exc:
-            raise ConfigError(f"output_dir {path}: cannot list: {exc.strerror}") from None
+            raise ConfigError(f"{said}: cannot list: {exc.strerror}") from None
         if foreign:
             raise ConfigError(
-                f"output_dir {path}: holds files scrape did not write (such as "
+                f"{said}: holds files scrape did not write (such as "
                 f"{sorted(foreign)[0]!r}); name an empty or new folder"
             )
     try:
         path.mkdir(parents=True, exist_ok=True)
         (path / MARKER).touch()
     except OSError as exc:
-        raise ConfigError(f"output_dir {path}: cannot write: {exc.strerror}") from None
+        raise ConfigError(f"{said}: cannot write: {exc.strerror}") from None
     return path
 
 
@@ -109,7 +133,7 @@ def html_file_name(url: str) -> str:
     a path outside the folder, and two URLs never share a name (the hash covers the whole URL).
     """
     digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    readable = _UNSAFE.sub("-", url.partition("://")[2])[:90].strip("-.") or "page"
+    readable = _UNSAFE.sub("-", redact_url(url).partition("://")[2])[:90].strip("-.") or "page"
     return f"{readable}-{digest}.html"
 
 

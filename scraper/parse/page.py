@@ -16,12 +16,15 @@ from urllib.parse import urljoin
 
 from scraper.errors import PageError
 from scraper.parse.decode import SHOWN_NAMES, decode_body
+from scraper.parse.events import extract_events
 from scraper.parse.extract import ExtractProblem, extract_fields, site_for
 from scraper.parse.html import Document, html_parser
 from scraper.parse.rules import SiteRule
 from scraper.records import ErrorKind, FetchedPage
+from scraper.urls import mask_passwords, redact_url, strip_userinfo
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
+_TYPES = re.compile(r'(?:[^,"]|"[^"]*")+')  # comma-separated, commas in quoted values kept
 HIDDEN_TAGS = ("script", "style", "noscript", "template")
 LINK_TAGS = ("a", "area")
 _SPACES = re.compile(r"[\t\n\r\f]")
@@ -46,9 +49,10 @@ def parse_options(settings: Any) -> ParseOptions:
 
 def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
     """The record's page fields for one fetched page; raises PageError."""
-    content_type = media_type(page.headers.get("content-type", ""))
+    header = content_type_of(page.headers.get("content-type", ""))
+    content_type = media_type(header)
     fields: dict[str, Any] = {
-        "final_url": page.final_url,
+        "final_url": redact_url(page.final_url),
         "status": page.status,
         "content_type": content_type or None,
         "encoding": None,
@@ -67,21 +71,22 @@ def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
     if content_type not in HTML_TYPES or not page.body.strip():
         _check_not_html(page, options, content_type)
         return fields  # recorded, not parsed: PDFs, images, JSON, empty bodies
-    text, encoding = decode_body(page.body, page.headers.get("content-type", ""))
+    text, encoding = decode_body(page.body, header)
     fields["encoding"] = SHOWN_NAMES.get(encoding, encoding)
     extract = _extract_lxml if options.parser == "lxml" else _extract_bs4
     # Only pages with site rules or structured data pay for the extras (per page, hot path).
     extras = _Extras(page, options) if options.sites or options.structured_data else None
     try:
-        found = extract(text, page.final_url, extras)
+        # Links resolve against the URL without its credentials: they are not passed on.
+        found = extract(text, strip_userinfo(page.final_url), extras)
     except (ValueError, LookupError, RecursionError) as exc:
         raise PageError(ErrorKind.PARSE, f"{type(exc).__name__}: {exc}"[:300]) from exc
     words = found.pop("words")
-    fields.update(found)
+    fields.update(mask_passwords(found))  # a page's own links and words may hold some too
     fields["word_count"] = len(words)
-    fields["text"] = _capped(words, options.max_text_chars)
+    fields["text"] = mask_passwords(_capped(words, options.max_text_chars))
     if extras is not None:
-        fields.update(extras.fields)
+        fields.update(mask_passwords(extras.fields))
         if extras.problem is not None:
             raise PageError(ErrorKind.EXTRACT, extras.problem, fields)
     return fields
@@ -130,8 +135,22 @@ def content_hash(body: bytes) -> str:
 
 
 def media_type(content_type: str) -> str:
-    """`text/html` from `text/HTML; charset=utf-8`."""
-    return content_type.split(";", 1)[0].strip().lower()
+    """`text/html` from `text/HTML; charset=utf-8` (of the Content-Type content_type_of picks)."""
+    return content_type_of(content_type).split(";", 1)[0].strip().lower()
+
+
+def content_type_of(header: str) -> str:
+    """The one Content-Type of a header value that may hold several: a response with two
+    Content-Type lines arrives with them joined by a comma. The first HTML type is taken, as
+    browsers take it, else the first type."""
+    if "," not in header:
+        return header
+    parts = [part.strip() for part in _TYPES.findall(header) if part.strip()]
+    if not parts:
+        return ""
+    essences = [part.split(";", 1)[0].strip().lower() for part in parts]
+    html = next((p for p, e in zip(parts, essences, strict=True) if e and e in HTML_TYPES), None)
+    return html if html is not None else parts[0]
 
 
 def _capped(words: list[str], max_chars: int) -> str:
@@ -206,7 +225,13 @@ def _extract_lxml(text: str, final_url: str, extras: Extras | None) -> dict[str,
     from lxml import etree
 
     # Plain etree elements: lxml.html's element classes cost a Python lookup per node visited.
-    doc = etree.fromstring(text, html_parser())
+    parser = html_parser()
+    doc = etree.fromstring(text, parser)
+    last = parser.error_log.last_error
+    if last is not None and last.type == etree.ErrorTypes.ERR_RESOURCE_LIMIT:
+        # libxml2 builds 256 levels and drops the rest of a deeper page: read its events.
+        run = (lambda base: extras(Document(text), base)) if extras is not None else None
+        return extract_events(text, final_url, _LinkResolver, run)
     if doc is None:  # only whitespace or comments
         if extras is not None:
             extras(Document(text, root=None), final_url)

@@ -218,3 +218,23 @@ def test_link_fast_paths_agree_with_urljoin(base: str) -> None:
 
 def test_parse_errors_are_page_errors() -> None:
     assert issubclass(PageError, Exception)
+
+
+def test_a_page_deeper_than_libxml2_builds_keeps_its_fields_in_both_engines() -> None:
+    """libxml2 keeps 256 levels and drops the rest; the lxml engine then reads the page's
+    events and gives the record the bs4 engine gives."""
+    deep = (
+        b"<html lang=fr><head><title> Deep  page </title>"
+        b"<meta name=description content=' d  e '><link rel=canonical href=/c>"
+        b"<base href=/b/></head><body><a href=x>x</a><script>var hidden = 1</script>"
+        + b"<div>" * 1000
+        + b"deep <a href='/y#f'>words</a> here<!-- no --> &amp; more"
+        + b"</div>" * 1000
+        + b"</body></html>"
+    )
+    fields = both(deep)
+    assert fields["title"] == "Deep page" and fields["lang"] == "fr"
+    assert fields["description"] == "d e" and fields["canonical"] == "http://example.com/c"
+    assert fields["links"] == ["http://example.com/b/x", "http://example.com/y"]
+    assert fields["text"] == "x deep words here & more"
+    assert both(servers.DEEP)["text"] == "deep"  # 100,000 levels down
