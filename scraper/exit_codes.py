@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import enum
-import signal
 from typing import Protocol
 
 
@@ -24,6 +23,7 @@ class ExitCode(enum.IntEnum):
     FAILED = 1  # some URLs failed or some lines were invalid
     USAGE = 2  # bad command line, unreadable list, or a config error: nothing was fetched
     LOCKED = 75  # EX_TEMPFAIL: another run holds the state; try again later
+    TIME_LIMIT = 124  # max_run_time_s reached (as timeout(1) exits); every line recorded
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
 
@@ -33,14 +33,23 @@ EXIT_CODES_HELP = """exit status:
   1    some URLs failed or some lines were invalid (see the records)
   2    usage or config error: nothing was fetched
   75   another run holds the state's lock (EX_TEMPFAIL); nothing was fetched
+  124  max_run_time_s (--max-run-time) was reached; every line has its record
   130  interrupted by Ctrl-C (SIGINT); 143 stopped by SIGTERM
 """
 
+# What ended a run early, as run.py names it: the exit status it gives.
+STOPPED_BY = {
+    "SIGINT": ExitCode.INTERRUPTED,
+    "SIGTERM": ExitCode.TERMINATED,
+    "max_run_time": ExitCode.TIME_LIMIT,
+}
 
-def exit_code(counts: Counts, received: list[int], max_failure_ratio: float) -> ExitCode:
-    """0, 1 (past the failure ratio), or 130/143 for an interrupted run."""
-    if received:
-        return ExitCode.TERMINATED if received[0] == signal.SIGTERM else ExitCode.INTERRUPTED
+
+def exit_code(counts: Counts, stopped_by: str | None, max_failure_ratio: float) -> ExitCode:
+    """0, 1 (past the failure ratio), or for a run ended early by `stopped_by` (the first of
+    SIGINT, SIGTERM and max_run_time) 130, 143 or 124."""
+    if stopped_by is not None:
+        return STOPPED_BY[stopped_by]
     if counts.interrupted:
         return ExitCode.INTERRUPTED
     bad = counts.by_outcome["failed"] + counts.by_outcome["invalid"]

@@ -24,7 +24,14 @@ from scraper.config.settings import Settings
 from scraper.console import LOGGER_NAME, Console
 from scraper.errors import ConfigError
 from scraper.exit_codes import ExitCode, exit_code
-from scraper.output.folder import Resumed, new_run_id, prepare_output_dir, prune_runs, read_partial
+from scraper.output.folder import (
+    Resumed,
+    new_run_id,
+    prepare_output_dir,
+    prune_runs,
+    read_partial,
+    reopen_interrupted,
+)
 from scraper.output.metrics import write_metrics
 from scraper.output.sinks import RecordSink, open_sink
 from scraper.pipeline.base import MakeEngine, RunCounts, RunEvents, run_summary
@@ -68,7 +75,8 @@ def scrape(
         _engine_maker(settings, make_engine) as engine_for,
     ):
         run = functools.partial(_run, settings, lines, list_name, options, engine_for, console)
-        folder = prepare_output_dir(Path(settings.output_dir))
+        where = settings.origins.get("output_dir", "")
+        folder = prepare_output_dir(Path(settings.output_dir), where)
         if not options.use_state:
             return run(folder, None, count_path, on_record)
         state_path = Path(settings.state_file or folder / "state.sqlite")
@@ -144,15 +152,16 @@ def _run(
             state.commit_due(time.time())
 
     started_ts = time.time()
-    with _signals_to(events) as received:
+    with _stops(events, settings.max_run_time_s) as stops:
         try:
             counts = engine.run(lines, write, flush=flush)
         except BaseException:
             sink.abandon()
             raise
     console.close_bar()
-    code = exit_code(counts, received, settings.max_failure_ratio)
-    summary = run_summary(counts, code, sink.run_id, list_name)
+    stopped_by = stops[0] if stops else None
+    code = exit_code(counts, stopped_by, settings.max_failure_ratio)
+    summary = run_summary(counts, code, sink.run_id, list_name, stopped_by)
     if counts.aborted:
         sink.abandon()
         console.error(
@@ -184,14 +193,21 @@ def _open_run(
         if state is not None:
             state.abandon_unfinished()
         return open_sink(settings, folder, new_run_id()), Resumed(active=False)
-    unfinished = state.unfinished_run()
-    if unfinished is None:
-        raise ConfigError(f"--resume: no unfinished run in {folder}")
-    run_id, its_list = unfinished
+    killed = state.unfinished_run()
+    found = killed or state.interrupted_run()
+    if found is None:
+        raise ConfigError(f"--resume: no unfinished or interrupted run in {folder}")
+    run_id, its_list = found
     if its_list != list_name:
         raise ConfigError(f"--resume: the unfinished run {run_id} read {its_list}, not {list_name}")
     ext = "csv" if settings.format == "csv" else "jsonl"
     part = folder / f"{run_id}.{ext}.part"
+    if killed is None:  # interrupted: its file is finished, with skipped lines to fetch
+        final = folder / f"{run_id}.{ext}"
+        if not final.exists():
+            raise ConfigError(f"--resume: {final} is gone; start a new run")
+        reopen_interrupted(final, part, settings.format)
+        state.reopen_run(run_id)
     if not part.exists():
         raise ConfigError(f"--resume: {part} is gone; start a new run")
     resumed = read_partial(part, settings.format)
@@ -261,20 +277,38 @@ def _count_lines_in_background(path: Path, console: Console, already: int) -> No
 
 
 @contextmanager
-def _signals_to(events: RunEvents) -> Iterator[list[int]]:
-    """SIGINT/SIGTERM set `stop` the first time and `abort` the second; nothing else."""
-    received: list[int] = []
+def _stops(events: RunEvents, max_run_time_s: float) -> Iterator[list[str]]:
+    """What may end the run early, in the order it came: SIGINT and SIGTERM set `stop` the
+    first time and `abort` the second; max_run_time_s sets `time_up` and `stop`."""
+    stops: list[str] = []
+    timer = None
+    if max_run_time_s:
+
+        def time_up() -> None:
+            stops.append("max_run_time")
+            events.time_up.set()
+            events.stop.set()
+
+        timer = threading.Timer(max_run_time_s, time_up)
+        timer.daemon = True
+        timer.start()
     if threading.current_thread() is not threading.main_thread():
-        yield received
+        try:
+            yield stops
+        finally:
+            if timer is not None:
+                timer.cancel()
         return
 
     def handler(signum: int, frame: Any) -> None:
-        received.append(signum)
+        stops.append(signal.Signals(signum).name)
         (events.abort if events.stop.is_set() else events.stop).set()
 
     saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield received
+        yield stops
     finally:
+        if timer is not None:
+            timer.cancel()
         for sig, old in saved.items():
             signal.signal(sig, old)

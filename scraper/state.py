@@ -220,6 +220,27 @@ class StateStore:
             ).fetchone()
         return (row[0], row[1]) if row else None
 
+    def interrupted_run(self) -> tuple[str, str] | None:
+        """(run, list) of the newest run when it ended early (Ctrl-C, SIGTERM, time limit):
+        its skipped lines are still to be fetched."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT run, list, summary FROM runs WHERE ended_at IS NOT NULL"
+                " AND ended_at != 'abandoned' ORDER BY run DESC LIMIT 1"
+            ).fetchone()
+        if row is None or not row[2] or not json.loads(row[2]).get("interrupted"):
+            return None
+        return row[0], row[1]
+
+    def reopen_run(self, run: str) -> None:
+        """The interrupted `run` goes on (--resume): unfinished until it ends again."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE runs SET ended_at = NULL, exit_code = NULL, summary = NULL WHERE run = ?",
+                (run,),
+            )
+            self._db.commit()
+
     def abandon_unfinished(self) -> None:
         """Mark killed runs as over, so a later --resume does not pick them up."""
         with self._lock:

@@ -31,16 +31,34 @@ def read_url_list(stream: BinaryIO) -> Iterator[ListEntry]:
 
     Line numbers are physical (1-based, blank and comment lines counted).
     """
-    seen = DuplicateIndex()
-    for line_no, raw, whole in _physical_lines(stream):
-        entry = _entry_for(line_no, raw) if whole else _too_long(line_no, raw)
-        if isinstance(entry, UrlTask):
-            first = seen.first_line(_digest(entry.normalized_url), line_no)
-            if first != line_no:
-                yield DuplicateLine(line_no, entry.url, first)
-                continue
-        if entry is not None:
-            yield entry
+    return iter(UrlListReader(stream))
+
+
+class UrlListReader:
+    """The entries of a list (iterate), and, once a run stops, the lines not read yet."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._lines = _physical_lines(stream)
+        self._seen = DuplicateIndex()
+
+    def __iter__(self) -> Iterator[ListEntry]:
+        for line_no, raw, whole in self._lines:
+            entry = _entry_for(line_no, raw) if whole else _too_long(line_no, raw)
+            if isinstance(entry, UrlTask):
+                first = self._seen.first_line(_digest(entry.normalized_url), line_no)
+                if first != line_no:
+                    yield DuplicateLine(line_no, entry.url, first)
+                    continue
+            if entry is not None:
+                yield entry
+
+    def rest(self) -> Iterator[tuple[int, str]]:
+        """(line number, text shown) of each line not read yet that holds anything, at full
+        speed: not checked as a URL, not normalised; passwords masked, long lines shortened."""
+        for line_no, raw, _ in self._lines:
+            text = raw.decode("utf-8", "backslashreplace").strip()
+            if text and not text.startswith("#"):
+                yield line_no, shorten(redact_url(text))
 
 
 def _physical_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:

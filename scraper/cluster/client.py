@@ -245,14 +245,18 @@ class ClusterRun:
             if self.events.stop.is_set() and stop_seen_at is None:
                 stop_seen_at = time.monotonic()
                 self.counts.interrupted = True
-                log.warning("stopping: finishing batches in flight (up to %gs)", grace_s)
+                if self.events.time_up.is_set():
+                    grace_s = 0.0
+                    log.warning("time limit reached: stopping now")
+                else:
+                    log.warning("stopping: finishing batches in flight (up to %gs)", grace_s)
                 self._skip_buffered(emit)
             if stop_seen_at is not None:
                 if not exhausted:
                     self._skip_rest(entries, emit)
                     exhausted = True
-                if time.monotonic() - stop_seen_at > grace_s:
-                    self._skip_in_flight(emit)
+                if time.monotonic() - stop_seen_at >= grace_s:
+                    self._skip_in_flight(emit, grace_s)
                     return
             self._check_membership(emit)
             if self.lost:
@@ -415,12 +419,19 @@ class ClusterRun:
                 continue
             emit(_failed(entry, info) if isinstance(entry, UrlTask) else line_record(entry))
 
-    def _skip_in_flight(self, emit: Callable[[PageRecord], None]) -> None:
-        log.warning("batches still in flight after the grace period; leaving them")
+    def _skip_in_flight(self, emit: Callable[[PageRecord], None], grace_s: float) -> None:
+        if not self.sent:
+            return
+        why = (
+            "in flight when the run's time limit was reached"
+            if self.events.time_up.is_set()
+            else f"still in flight {grace_s:g} s after the stop"
+        )
+        log.warning("batches %s: their pages are recorded as skipped", why)
         self.cluster.client.cancel(list(self.sent))
         for sent in self.sent.values():
             for task, _, _ in sent.items:
-                emit(skipped_record(task))
+                emit(skipped_record(task, why))
         self.sent.clear()
 
     def _close_engines(self) -> None:

@@ -107,6 +107,13 @@ class Settings:
         "", "sqlite3 state (validators, run history, lock); empty: <output_dir>/state.sqlite"
     )
     changed_only: bool = _setting(False, "write records only for new and changed pages")
+    max_run_time_s: float = _setting(
+        0.0,
+        "end the run after this many seconds, as SIGTERM would but at once: pages in flight "
+        "cut, every line recorded, exit 124; 0: no limit",
+        min=0,
+        max=10_000_000,
+    )
     keep_runs: int = _setting(
         0, "keep the newest N runs' files and delete older ones; 0: all", min=0, max=1_000_000
     )
@@ -133,6 +140,11 @@ class Settings:
         "", "run on Dask: a scheduler address (tcp://host:8786) or local:N; empty: here"
     )
     quiet: bool = _setting(False, "no progress bar and no summary; errors only")
+    # Not a setting: where each setting that was given came from ("config/x.yaml:3",
+    # "command line: --output-dir"), for problems found after loading (the output folder's).
+    origins: dict[str, str] = field(
+        default_factory=dict, compare=False, repr=False, metadata={"setting": False}
+    )
 
     def effective_processes(self) -> int:
         """`processes`, with 0 resolved to the number of usable CPU cores."""
@@ -147,7 +159,7 @@ def usable_cores() -> int:
 
 
 SETTING_FIELDS: dict[str, dataclasses.Field[Any]] = {
-    f.name: f for f in dataclasses.fields(Settings)
+    f.name: f for f in dataclasses.fields(Settings) if f.metadata.get("setting", True)
 }
 
 
@@ -160,11 +172,13 @@ def flag_name(name: str) -> str:
 def build_settings(path: Path | None, overrides: Mapping[str, Any]) -> Settings:
     """Defaults, then the YAML file at `path` (if any), then `overrides` (flags already typed)."""
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     if path is not None:
-        values.update(load_yaml_settings(path))
+        values.update(load_yaml_settings(path, origins))
     for name, value in overrides.items():
-        values[name] = check_value(name, value, where="command line: " + flag_name(name))
-    return Settings(**values)
+        origins[name] = "command line: " + flag_name(name)
+        values[name] = check_value(name, value, where=origins[name])
+    return Settings(**values, origins=origins)
 
 
 def default_config_path() -> Path | None:
@@ -172,8 +186,9 @@ def default_config_path() -> Path | None:
     return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
 
 
-def load_yaml_settings(path: Path) -> dict[str, Any]:
-    """Read, parse and validate one settings file; raises ConfigError naming file, line and key."""
+def load_yaml_settings(path: Path, origins: dict[str, str] | None = None) -> dict[str, Any]:
+    """Read, parse and validate one settings file; raises ConfigError naming file, line and key.
+    `origins` gets `file:line` of each setting."""
     import yaml  # here, not at the top: parse workers import this module and never need it
 
     text = _read_config_text(path)
@@ -194,6 +209,8 @@ def load_yaml_settings(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{where}: {key}: duplicate setting")
         if key not in SETTING_FIELDS:
             raise ConfigError(f"{where}: {key}: unknown setting{_hint(key)}")
+        if origins is not None:
+            origins[key] = where
         if key == "sites":  # validated node by node, so that messages name site, field, line
             values[key] = parse_sites(path, value_node)
             continue

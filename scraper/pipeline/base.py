@@ -38,6 +38,7 @@ class RunEvents:
 
     stop: threading.Event = field(default_factory=threading.Event)  # finish in-flight, read no more
     abort: threading.Event = field(default_factory=threading.Event)  # leave now
+    time_up: threading.Event = field(default_factory=threading.Event)  # max_run_time_s: cut now
 
 
 @dataclass
@@ -98,7 +99,9 @@ class Engine(Protocol):
 MakeEngine = Callable[[RunEvents, ValidatorSource | None, bool, frozenset[int]], Engine]
 
 
-def run_summary(counts: RunCounts, code: int, run_id: str, list_name: str) -> dict[str, Any]:
+def run_summary(
+    counts: RunCounts, code: int, run_id: str, list_name: str, stopped_by: str | None = None
+) -> dict[str, Any]:
     """The machine-readable summary written beside the records and printed at the end."""
     elapsed = counts.ended - counts.started
     active = elapsed - (counts.first_request_s or 0.0)
@@ -119,5 +122,6 @@ def run_summary(counts: RunCounts, code: int, run_id: str, list_name: str) -> di
         "resumed": counts.resumed,
         "resumed_records": counts.resumed_records,
         "interrupted": counts.interrupted,
+        "stopped_by": stopped_by,  # SIGINT, SIGTERM or max_run_time; null: ran to the end
         "exit_code": int(code),
     } | ({"cluster_start_s": round(counts.cluster_start_s, 3)} if counts.cluster_start_s else {})

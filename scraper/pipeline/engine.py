@@ -15,39 +15,32 @@ flight, read no more) or `abort` (leave now); this module's main loop does the r
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from scraper.config.settings import Settings
-from scraper.errors import PageError
 from scraper.fetch.http import (
     FetchLimits,
-    conditional_headers,
-    fetch_page,
     fetch_robots,
     new_session,
-    status_message,
 )
-from scraper.fetch.politeness import HostScheduler, Lease, PoliteGate, Queued
-from scraper.fetch.retry import GIVE_UP, decide_retry
+from scraper.fetch.politeness import HostScheduler, PoliteGate, Queued
 from scraper.fetch.robots import RobotsCache
-from scraper.output.folder import save_html
-from scraper.parse.page import HTML_TYPES, media_type, parse_options, parse_page
+from scraper.parse.page import parse_options, parse_page
 from scraper.pipeline.base import RunCounts, RunEvents, Source, ValidatorSource
+from scraper.pipeline.download import Download
 from scraper.pipeline.outcomes import (
     failed_record,
     line_record,
     parsed_record,
     skipped_record,
-    unchanged_record,
     unfinished_record,
+    unread_record,
 )
 from scraper.pipeline.workers import Job, Worker, feed_worker
 from scraper.records import (
@@ -58,7 +51,7 @@ from scraper.records import (
     UrlTask,
     Validators,
 )
-from scraper.url_list import ListEntry, read_url_list
+from scraper.url_list import ListEntry, UrlListReader
 from scraper.urls import state_key
 
 log = logging.getLogger(__name__)
@@ -71,6 +64,7 @@ POLL_S = 0.2
 # A re-run of 2000 304s: per-URL lookups in 32 threads cost 2 GIL hand-offs each.
 LOOKUP_BATCH = 256
 FLUSH_EVERY = 256  # records written between two flushes at most, when they keep coming
+SKIP_BATCH = 1024  # skipped records of unread lines per queue item, after a stop
 
 
 class _Countdown:
@@ -111,12 +105,19 @@ class Pipeline:
         self.limits = FetchLimits.from_settings(settings)
         self.scheduler = HostScheduler(settings, self.events.stop, self.events.abort)
         self.robots = RobotsCache(settings.user_agent) if settings.obey_robots else None
+        self.download = Download(settings, self.limits, self.scheduler, incremental)
         self.parse_q: queue.Queue[Any] = queue.Queue(maxsize=self.processes * 4)
         self.record_q: queue.Queue[Any] = queue.Queue(maxsize=self.threads * 4)
         self.workers: list[Worker] = []
         self.counts = RunCounts(datetime.now(timezone.utc), time.monotonic())
         # Validators the reader looked up, by line, until the URL's first fetch takes them.
         self._prefetched: dict[int, Validators | None] = {}
+        # URLs handed to the scheduler whose record has not been written yet, by line.
+        self._open: dict[int, UrlTask] = {}
+        self._cut = False  # the grace period ran out: the pages in flight were recorded
+        self._downstream_done = False  # the parse stage passed END: no more pages
+        self._cut_lines: set[int] = set()
+        self._reader_done = threading.Event()
 
     # -- the main thread --------------------------------------------------------------------
 
@@ -163,48 +164,96 @@ class Pipeline:
         self, write: Callable[[PageRecord], None], grace_s: float, flush: Callable[[], None]
     ) -> None:
         stop_seen_at: float | None = None
+        grace = grace_s
         unflushed = 0
         while True:
-            if self.events.abort.is_set():
+            if self.events.abort.is_set() and not self._cut:  # a second Ctrl-C: leave now
                 self.counts.aborted = self.counts.interrupted = True
                 return
             if self.events.stop.is_set() and stop_seen_at is None:
                 stop_seen_at = time.monotonic()
                 self.counts.interrupted = True
-                log.warning("stopping: finishing pages in flight (up to %gs)", grace_s)
+                grace = 0.0 if self.events.time_up.is_set() else grace_s
+                if grace:
+                    log.warning("stopping: finishing pages in flight (up to %gs)", grace)
+                else:
+                    log.warning("time limit reached: stopping now")
                 for record in map(_unfinished, self.scheduler.stop()):
-                    write(record)
-                    self.counts.add(record)
-            if stop_seen_at is not None and time.monotonic() - stop_seen_at > grace_s:
-                log.warning("pages still in flight after %gs; leaving them", grace_s)
-                self.counts.aborted = True
-                self.events.abort.set()
+                    self._emit(write, record)
+            late = stop_seen_at is not None and time.monotonic() - stop_seen_at >= grace
+            if late and not self._cut:
+                self._cut_in_flight(write, grace)
+            # Downloads and parsers are done (or were cut): once the reader has recorded the
+            # rest of a stopped list too, every line has its record.
+            over = self._downstream_done or self._cut
+            if over and self._reader_done.is_set() and self.record_q.empty():
                 return
             try:
                 item = self.record_q.get(timeout=POLL_S)
             except queue.Empty:
                 continue
             if item is END:
-                return
-            write(item)
-            self.counts.add(item)
-            unflushed += 1
+                self._downstream_done = True
+                continue
+            unflushed += self._write_item(write, item)
             # One flush for all the records that arrived together: a write() per record made
             # the main thread hand the GIL away once more per URL (a re-run of 304s: -7%).
             if unflushed >= FLUSH_EVERY or self.record_q.empty():
                 flush()
                 unflushed = 0
 
+    def _write_item(self, write: Callable[[PageRecord], None], item: Any) -> int:
+        """Write a record, or a batch of skipped ones; returns how many were written."""
+        records = item if isinstance(item, list) else (item,)
+        written = 0
+        for record in records:
+            if record.line_no in self._cut_lines:
+                continue  # it came after all: its line was recorded as skipped when cut
+            self._emit(write, record)
+            written += 1
+        return written
+
+    def _emit(self, write: Callable[[PageRecord], None], record: PageRecord) -> None:
+        write(record)
+        self.counts.add(record)
+        self._open.pop(record.line_no, None)
+
+    def _cut_in_flight(self, write: Callable[[PageRecord], None], grace_s: float) -> None:
+        """The grace period is over: record the pages still in flight as skipped, and say
+        why. Records that arrived meanwhile are written first."""
+        while True:
+            try:
+                item = self.record_q.get_nowait()
+            except queue.Empty:
+                break
+            if item is END:
+                self._downstream_done = True
+                continue
+            self._write_item(write, item)
+        self._cut = True
+        why = (
+            "in flight when the run's time limit was reached"
+            if self.events.time_up.is_set()
+            else f"still in flight {grace_s:g} s after the stop"
+        )
+        left = sorted(self._open.items())
+        if left:
+            log.warning("%d pages %s: recorded as skipped", len(left), why)
+        for line_no, task in left:
+            self._cut_lines.add(line_no)
+            self._emit(write, skipped_record(task, why))
+
     def _shutdown(self, threads: list[threading.Thread]) -> None:
-        if self.counts.aborted:
+        hurry = self.counts.aborted or self._cut  # threads still in a page: leave them
+        if hurry:
             self.events.abort.set()
         for worker in self.workers:
             self.counts.workers_replaced += worker.replaced
-        deadline = time.monotonic() + (0.5 if self.counts.aborted else 30)
+        deadline = time.monotonic() + (0.5 if hurry else 30)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         for worker in self.workers:
-            worker.stop(kill=self.counts.aborted)
+            worker.stop(kill=hurry)
 
     # -- queue helpers ----------------------------------------------------------------------
 
@@ -234,54 +283,96 @@ class Pipeline:
     # -- stage threads ----------------------------------------------------------------------
 
     def _read_list(self, lines: Source) -> None:
-        """Queue each URL line for its host; after a stop, read on and record the rest as
-        skipped, so that every URL line of the list still gets its record."""
-        skipping = False
+        """Queue each URL line for its host. After a stop the lines not yet read get skipped
+        records at full speed, not checked as URLs (--resume does that): on a long list a
+        Ctrl-C ends the run in seconds, and every line of the list still has its record."""
+        reader = UrlListReader(lines) if hasattr(lines, "read") else None  # type: ignore[arg-type]
+        entries: Iterator[ListEntry] = iter(reader if reader is not None else lines)  # type: ignore[arg-type]
         batch: list[UrlTask] = []
         size, limit = 1, (LOOKUP_BATCH if _seekable(lines) and self.state is not None else 1)
         try:
-            entries: Iterable[ListEntry] = (
-                lines if not hasattr(lines, "read") else read_url_list(lines)  # type: ignore[arg-type]
-            )
             for entry in entries:
                 if self.events.abort.is_set():
                     return
                 if entry.line_no in self.skip_lines:
                     continue
+                if self.events.stop.is_set():
+                    if isinstance(entry, UrlTask):
+                        batch.append(entry)
+                    else:
+                        self._put(self.record_q, line_record(entry))
+                    break
                 if not isinstance(entry, UrlTask):
                     self._put(self.record_q, line_record(entry))
                     continue
                 batch.append(entry)
                 if len(batch) >= size:
-                    skipping = self._queue_batch(batch, skipping)
+                    if not self._queue_batch(batch):
+                        batch = []
+                        break
                     batch = []
                     # 1, 2, 4... up to the limit: the first URLs go out at once, however many
                     # lines (comments, say) the list has before the next ones.
                     size = min(size * 2, limit)
-            skipping = self._queue_batch(batch, skipping)
+            else:
+                self._queue_batch(batch)
+                batch = []
+            if self.events.stop.is_set():
+                self._skip_rest(batch, entries, reader)
         except OSError as exc:
             log.error("reading the URL list failed: %s", exc)
         finally:
-            if self.events.stop.is_set() and not skipping:
+            if self.events.stop.is_set():
                 self._record_unfinished(self.scheduler.stop())
+            self._reader_done.set()
             self.scheduler.close()
 
-    def _queue_batch(self, batch: list[UrlTask], skipping: bool) -> bool:
-        """Look the batch up in the state, then hand it to the scheduler; returns whether the
-        run is skipping (stopped): URLs it cannot take get skipped records."""
-        if not skipping and self.state is not None and batch:
+    def _queue_batch(self, batch: list[UrlTask]) -> bool:
+        """Look the batch up in the state, then hand it to the scheduler; False when the run
+        stopped meanwhile (the URLs it could not take get skipped records)."""
+        if self.state is not None and batch:
             keys = [state_key(task) for task in batch]
             known = self.state.lookup_many(keys)
             for task, key in zip(batch, keys, strict=True):
                 self._prefetched[task.line_no] = known.get(key)
-        for task in batch:
-            if skipping or not self.scheduler.add(task):
-                if not skipping:
-                    skipping = True
-                    self._record_unfinished(self.scheduler.stop())
-                self._prefetched.pop(task.line_no, None)
-                self._put(self.record_q, skipped_record(task))
-        return skipping
+        for n, task in enumerate(batch):
+            self._open[task.line_no] = task  # before add: its record may come at once
+            if not self.scheduler.add(task):
+                for left in batch[n:]:
+                    self._open.pop(left.line_no, None)
+                    self._prefetched.pop(left.line_no, None)
+                self._put(self.record_q, [skipped_record(left) for left in batch[n:]])
+                return False
+        return True
+
+    def _skip_rest(
+        self, pending: list[UrlTask], entries: Iterator[ListEntry], reader: UrlListReader | None
+    ) -> None:
+        """Skipped records for `pending` and every line not read yet, in batches."""
+        records = [skipped_record(task) for task in pending]
+        for task in pending:
+            self._prefetched.pop(task.line_no, None)
+        rest: Iterator[PageRecord]
+        if reader is not None:
+            rest = (
+                unread_record(line_no, text)
+                for line_no, text in reader.rest()
+                if line_no not in self.skip_lines
+            )
+        else:
+            rest = (
+                skipped_record(e) if isinstance(e, UrlTask) else line_record(e)
+                for e in entries
+                if e.line_no not in self.skip_lines
+            )
+        for record in rest:
+            records.append(record)
+            if len(records) >= SKIP_BATCH:
+                if not self._put(self.record_q, records):
+                    return
+                records = []
+        if records:
+            self._put(self.record_q, records)
 
     def _record_unfinished(self, left: list[Queued]) -> None:
         for queued in left:
@@ -290,7 +381,7 @@ class Pipeline:
     def _download(self, done: _Countdown) -> None:
         session = new_session(self.settings)
 
-        def robots_fetch(url: str) -> tuple[int, bytes] | None:
+        def robots_fetch(url: str) -> tuple[int, bytes]:
             return fetch_robots(session, url, self.limits)
 
         try:
@@ -298,78 +389,13 @@ class Pipeline:
                 if self.counts.first_request_s is None:
                     self.counts.first_request_s = time.monotonic() - self.counts.started
                 gate = PoliteGate(self.scheduler, lease, self.robots, robots_fetch)
-                item = self._fetch(session, lease, gate)
+                item = self.download(session, lease, gate, self._known(lease.queued.task))
                 if item is not None:
                     queue_for = self.parse_q if isinstance(item, FetchedPage) else self.record_q
                     self._put(queue_for, item)
         finally:
             session.close()
             done.done()
-
-    def _fetch(
-        self, session: Any, lease: Lease, gate: PoliteGate
-    ) -> FetchedPage | PageRecord | None:
-        """The fetched page, the record when there is nothing to parse, or None when the URL
-        was queued for a retry."""
-        task, attempt = lease.queued.task, lease.queued.attempt
-        known = self._known(task)
-        started = time.monotonic()
-        page: FetchedPage | None = None
-        try:
-            conditional = conditional_headers(known) if self.incremental else None
-            page = fetch_page(
-                session, task, self.limits, gate, attempt, conditional, known is not None
-            )
-            error = None
-            if page.status >= 400:
-                error = ErrorInfo(ErrorKind.HTTP_STATUS, status_message(page.status))
-        except PageError as exc:
-            error = exc.info()
-        except Exception as exc:  # a bug: record it as internal, keep the run going
-            log.debug("internal error fetching %s", task.url, exc_info=True)
-            error = ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
-        status = page.status if page is not None else None
-        decision = GIVE_UP
-        if error is not None:
-            headers = page.headers if page is not None else {}
-            decision = decide_retry(error, status, headers, attempt, self.settings)
-        wait_s = decision.host_wait_s
-        if (
-            error is not None
-            and decision.delay_s is not None
-            and self.scheduler.retry(lease, decision.delay_s, error)
-        ):
-            log.info(
-                "line %d: %s: %s; retry %d in %.1fs",
-                task.line_no,
-                task.url,
-                error.message,
-                attempt,
-                decision.delay_s,
-            )
-            self.scheduler.release(lease, None, status, wait_s)
-            return None
-        self.scheduler.release(lease, time.monotonic() - started, status, wait_s)
-        if error is not None or page is None:
-            assert error is not None
-            fields = {"final_url": page.final_url, "status": page.status} if page else {}
-            return failed_record(task, error, fields, attempt)
-        same = known is not None and page.content_hash == known.content_hash
-        if page.status == 304 or (same and self.incremental):
-            return unchanged_record(task, page, known)
-        if self.settings.save_html:
-            page = self._save_html(page)
-        return dataclasses.replace(page, changed=False) if same else page
-
-    def _save_html(self, page: FetchedPage) -> FetchedPage:
-        if media_type(page.headers.get("content-type", "")) not in HTML_TYPES:
-            return page
-        try:
-            name = save_html(Path(self.settings.output_dir), page.task.normalized_url, page.body)
-        except OSError as exc:  # a full disk loses the copy, not the record
-            log.warning("line %d: cannot save HTML: %s", page.task.line_no, exc)
-            return page
-        return dataclasses.replace(page, html_file=name)
 
     def _known(self, task: UrlTask) -> Validators | None:
         if self.state is None:

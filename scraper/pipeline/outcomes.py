@@ -23,7 +23,7 @@ from scraper.records import (
     UrlTask,
     Validators,
 )
-from scraper.urls import state_key
+from scraper.urls import mask_passwords, redact_url, state_key
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def failed_record(
     task: UrlTask, info: ErrorInfo, fields: dict[str, Any], attempts: int
 ) -> PageRecord:
     log.warning("line %d: %s: %s: %s", task.line_no, task.url, info.kind.value, info.message)
+    fields = mask_passwords(fields)  # final_url: the URL as fetched, credentials and all
     state = PageState(
         state_key(task),
         Outcome.FAILED.value,
@@ -52,7 +53,7 @@ def validators_of(page: FetchedPage, known: Validators | None) -> Validators:
 def unchanged_record(task: UrlTask, page: FetchedPage, known: Validators | None) -> PageRecord:
     validators = validators_of(page, known)
     fields = {
-        "final_url": page.final_url,
+        "final_url": redact_url(page.final_url),
         "status": page.status,
         "content_hash": validators.content_hash,
     }
@@ -83,8 +84,15 @@ def parsed_record(page: FetchedPage, fields: dict[str, Any]) -> PageRecord:
     )
 
 
-def skipped_record(task: UrlTask) -> PageRecord:
-    return PageRecord(task.line_no, task.url, Outcome.SKIPPED, {}, None, 0)
+def skipped_record(task: UrlTask, reason: str | None = None) -> PageRecord:
+    """Not fetched (the run stopped first), or cut: `reason` says why when it was in flight."""
+    fields = {"reason": reason} if reason else {}
+    return PageRecord(task.line_no, task.url, Outcome.SKIPPED, fields, None, 0)
+
+
+def unread_record(line_no: int, text: str) -> PageRecord:
+    """A line the run stopped before reading as a URL (--resume reads it)."""
+    return PageRecord(line_no, text, Outcome.SKIPPED, {}, None, 0)
 
 
 def line_record(entry: InvalidLine | DuplicateLine) -> PageRecord:

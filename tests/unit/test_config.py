@@ -1,4 +1,3 @@
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -92,7 +91,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_every_setting_is_in_the_example_config_with_its_default() -> None:
     documented = yaml.safe_load((REPO / "config" / "scraper.yaml").read_text(encoding="utf-8"))
     defaults = Settings()
-    assert set(documented) == {f.name for f in dataclasses.fields(Settings)}
+    assert set(documented) == set(SETTING_FIELDS)
     for name, value in documented.items():
         if name == "sites":
             value = tuple(value)
@@ -107,3 +106,31 @@ def test_flag_names_follow_the_setting_names() -> None:
     assert flag_name("page_deadline_s") == "--page-deadline"
     assert flag_name("max_body_bytes") == "--max-body-bytes"
     assert len({flag_name(n) for n in SETTING_FIELDS}) == len(SETTING_FIELDS)
+
+
+def test_an_output_dir_scrape_did_not_make_is_refused_naming_file_and_line(
+    tmp_path: Path,
+) -> None:
+    """An absolute output_dir full of someone else's files: exit 2 before any request, one
+    line naming the settings file and the line, as every other config error."""
+    import io
+
+    from scraper import cli
+    from tests.servers import ok, serve
+
+    theirs = tmp_path / "their-folder"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("not scrape's")
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"threads: 2\noutput_dir: {theirs}\n")
+    with serve({"/ok": ok}) as site:
+        (tmp_path / "urls.txt").write_text(site.origin + "/ok\n")
+        err = io.StringIO()
+        code = cli.main([str(tmp_path / "urls.txt"), "-c", str(config)], stderr=err)
+    assert code == 2
+    assert err.getvalue() == (
+        f"scrape: {config}:2: output_dir {theirs}: holds files scrape did not write "
+        "(such as 'notes.txt'); name an empty or new folder\n"
+    )
+    assert site.paths == []  # nothing was fetched
+    assert sorted(p.name for p in theirs.iterdir()) == ["notes.txt"]  # nothing was written

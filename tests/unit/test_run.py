@@ -206,7 +206,7 @@ def test_a_held_lock_raises_locked_before_the_engine_is_built(tmp_path: Path) ->
 
 def test_resume_without_an_unfinished_run_is_a_config_error(tmp_path: Path) -> None:
     seen: list[CannedEngine] = []
-    with pytest.raises(ConfigError, match="no unfinished run"):
+    with pytest.raises(ConfigError, match="no unfinished or interrupted run"):
         run(tmp_path, canned([ok(1)], seen), RunOptions(resume=True))
     assert not seen
     assert ConfigError.exit_code == ExitCode.USAGE

@@ -1,0 +1,102 @@
+"""One URL's download as the pipeline decides it: fetch (conditionally when the last run left
+validators), judge the status, retry or give up (fetch/retry.py), and say what goes on: a page
+to parse, a record when there is nothing to parse, or nothing while a retry waits. Runs in the
+download threads; the host's slot is released here, with what it learnt of the host."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from scraper.config.settings import Settings
+from scraper.errors import PageError
+from scraper.fetch.http import FetchLimits, conditional_headers, fetch_page, status_message
+from scraper.fetch.politeness import HostScheduler, Lease, PoliteGate
+from scraper.fetch.retry import GIVE_UP, decide_retry
+from scraper.output.folder import save_html
+from scraper.parse.page import HTML_TYPES, media_type
+from scraper.pipeline.outcomes import failed_record, unchanged_record
+from scraper.records import ErrorInfo, ErrorKind, FetchedPage, PageRecord, Validators
+
+log = logging.getLogger(__name__)
+
+
+class Download:
+    """The download stage's decisions for one leased URL; shared by the download threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        limits: FetchLimits,
+        scheduler: HostScheduler,
+        incremental: bool,
+    ) -> None:
+        self.settings, self.limits = settings, limits
+        self.scheduler, self.incremental = scheduler, incremental
+
+    def __call__(
+        self, session: Any, lease: Lease, gate: PoliteGate, known: Validators | None
+    ) -> FetchedPage | PageRecord | None:
+        """The fetched page, the record when there is nothing to parse, or None when the URL
+        was queued for a retry. `known`: its validators from the last run, if any."""
+        task, attempt = lease.queued.task, lease.queued.attempt
+        started = time.monotonic()
+        page: FetchedPage | None = None
+        try:
+            conditional = conditional_headers(known) if self.incremental else None
+            page = fetch_page(
+                session, task, self.limits, gate, attempt, conditional, known is not None
+            )
+            error = None
+            if page.status >= 400:
+                error = ErrorInfo(ErrorKind.HTTP_STATUS, status_message(page.status))
+        except PageError as exc:
+            error = exc.info()
+        except Exception as exc:  # a bug: record it as internal, keep the run going
+            log.debug("internal error fetching %s", task.url, exc_info=True)
+            error = ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+        status = page.status if page is not None else None
+        decision = GIVE_UP
+        if error is not None:
+            headers = page.headers if page is not None else {}
+            decision = decide_retry(error, status, headers, attempt, self.settings)
+        wait_s = decision.host_wait_s
+        if (
+            error is not None
+            and decision.delay_s is not None
+            and self.scheduler.retry(lease, decision.delay_s, error)
+        ):
+            log.info(
+                "line %d: %s: %s; retry %d in %.1fs",
+                task.line_no,
+                task.url,
+                error.message,
+                attempt,
+                decision.delay_s,
+            )
+            self.scheduler.release(lease, None, status, wait_s)
+            return None
+        self.scheduler.release(lease, time.monotonic() - started, status, wait_s)
+        if error is not None or page is None:
+            assert error is not None
+            fields = {"final_url": page.final_url, "status": page.status} if page else {}
+            return failed_record(task, error, fields, attempt)
+        same = known is not None and page.content_hash == known.content_hash
+        if page.status == 304 or (same and self.incremental):
+            return unchanged_record(task, page, known)
+        if self.settings.save_html:
+            page = self._save_html(page)
+        return dataclasses.replace(page, changed=False) if same else page
+
+    def _save_html(self, page: FetchedPage) -> FetchedPage:
+        if media_type(page.headers.get("content-type", "")) not in HTML_TYPES:
+            return page
+        try:
+            name = save_html(Path(self.settings.output_dir), page.task.normalized_url, page.body)
+        except OSError as exc:  # a full disk loses the copy, not the record
+            log.warning("line %d: cannot save HTML: %s", page.task.line_no, exc)
+            return page
+        return dataclasses.replace(page, html_file=name)
