@@ -93,7 +93,9 @@ def test_politeness_holds_cluster_wide(tmp_path: Path) -> None:
             assert served.max_in_flight == 1
             assert len(served.paths) == 7  # robots.txt and six pages, each asked once
             gaps = [b - a for a, b in zip(served.arrivals, served.arrivals[1:], strict=False)]
-            assert min(gaps) >= 0.29, gaps
+            # 0.3 s between request starts; an arrival after a new connection's handshake
+            # comes up to a few ms later than its start, so the gap after it can be shorter.
+            assert min(gaps) >= 0.28, gaps
 
 
 def test_an_unreachable_cluster_is_a_config_error_before_any_request(tmp_path: Path) -> None:
