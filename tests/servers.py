@@ -83,17 +83,17 @@ def slow_first_byte(seconds: float) -> Route:
     return route
 
 
-def trickle(handler: BaseHTTPRequestHandler) -> None:
+def trickle(handler: BaseHTTPRequestHandler, every_s: float = 0.2, count: int = 60) -> None:
     """Headers at once, then one byte every 0.2 s (at most 60 bytes): below any read timeout."""
     handler.send_response(200)
     handler.send_header("Content-Type", "text/html")
     handler.send_header("Content-Length", "100000")
     handler.end_headers()
     with contextlib.suppress(OSError):
-        for _ in range(60):
+        for _ in range(count):
             handler.wfile.write(b"x")
             handler.wfile.flush()
-            time.sleep(0.2)
+            time.sleep(every_s)
 
 
 def trickle_headers(handler: BaseHTTPRequestHandler) -> None:

@@ -5,7 +5,6 @@ fetches what was skipped."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import signal
@@ -17,7 +16,7 @@ from typing import Any
 
 from scraper.demo.server import DemoServer
 from tests.conftest import UNLIMITED, scrape_command, wait_for
-from tests.servers import PAGE, send, serve
+from tests.servers import PAGE, send, serve, trickle
 
 GRACE_S = 10  # the pipeline's grace period after the first Ctrl-C or SIGTERM
 
@@ -31,15 +30,7 @@ def trickle_once() -> Any:
             send(handler, 200, PAGE)
             return
         done.set()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/html")
-        handler.send_header("Content-Length", "100000")
-        handler.end_headers()
-        with contextlib.suppress(OSError):
-            for _ in range(60):
-                handler.wfile.write(b"x")
-                handler.wfile.flush()
-                time.sleep(1)
+        trickle(handler, every_s=1.0, count=60)
 
     return route
 
