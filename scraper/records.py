@@ -32,6 +32,7 @@ class ErrorKind(str, enum.Enum):
     INVALID_URL = "invalid_url"
     TIMEOUT = "timeout"
     CONNECTION = "connection"
+    DNS = "dns"  # the host name does not resolve
     TLS = "tls"  # the TLS handshake failed or the certificate was refused
     PROTOCOL = "protocol"  # the server's response breaks HTTP (malformed headers, say)
     TOO_LARGE = "too_large"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -312,8 +313,11 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(routes: dict[str, Route], host: str = "127.0.0.1") -> Iterator[Served]:
-    """Serve `routes` on a loopback address; yields a Served that records every request."""
+def serve(
+    routes: dict[str, Route], host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+) -> Iterator[Served]:
+    """Serve `routes` on a loopback address (over TLS with a server context `tls`); yields a
+    Served that records every request."""
     served = Served("")
 
     class Handler(BaseHTTPRequestHandler):
@@ -340,7 +344,12 @@ def serve(routes: dict[str, Route], host: str = "127.0.0.1") -> Iterator[Served]
             pass
 
     server = _Server((host, 0), Handler)
-    served.origin = f"http://{host}:{server.server_port}"
+    if tls is not None:  # the handshake happens on the handler's first read, in its thread
+        server.socket = tls.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+    scheme = "https" if tls is not None else "http"
+    served.origin = f"{scheme}://{host}:{server.server_port}"
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )

@@ -1,7 +1,7 @@
 """What runs on each Dask worker: one long-lived Pipeline per run, fed batch after batch.
 
 A batch task hands its URLs to the worker's engine and waits for their records. The engine is
-the same Pipeline a local run uses (download threads with one Session each, the host
+the same Pipeline a local run uses (download threads sharing kept-alive connections, the host
 scheduler, the robots.txt cache, spawned parse processes) and it lives across batches, so the
 hosts this worker owns see one polite client, not one per batch. The validators the client
 looked up in its state travel with the batch. An engine nobody feeds for IDLE_S ends itself,

@@ -41,7 +41,7 @@ def _setting(default: Any, help: str, **rules: Any) -> Any:
 class Settings:
     """Every setting: YAML key = field name = flag with dashes (unit suffix `_s` dropped)."""
 
-    threads: int = _setting(16, "download threads, each with its own HTTP session", min=1, max=1024)
+    threads: int = _setting(16, "download threads (they share the connections kept alive per host)", min=1, max=1024)
     processes: int = _setting(0, "parse worker processes; 0 means one per CPU core", min=0, max=256)
     connect_timeout_s: float = _setting(5.0, "seconds to open a connection", min=0.01, max=600)
     read_timeout_s: float = _setting(
@@ -92,6 +92,12 @@ class Settings:
     )
     max_retry_wait_s: float = _setting(
         60.0, "cap on one retry's wait, Retry-After included", min=0, max=86400
+    )
+    verify_tls: bool = _setting(
+        True, "verify TLS certificates; false accepts any (one warning per run): testing only"
+    )
+    ca_bundle: str = _setting(
+        "", "PEM file of the CA certificates to trust (a private CA); empty: requests' bundle"
     )
     block_private_addresses: bool = _setting(
         False, "refuse URLs and redirects to loopback, private, link-local or metadata addresses"
@@ -238,7 +244,19 @@ def check_value(name: str, value: Any, where: str) -> Any:
         _check_headers(value, where)
     if name == "retry_statuses":
         value = _check_statuses(value, where)
+    if name == "ca_bundle" and value:
+        _check_ca_bundle(value, where)
     return value
+
+
+def _check_ca_bundle(path: str, where: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
+    except OSError as exc:
+        raise ConfigError(f"{where}: {path}: cannot read: {exc.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise ConfigError(f"{where}: {path}: no PEM certificate in it")
 
 
 def _type_of(spec: dataclasses.Field[Any]) -> type:

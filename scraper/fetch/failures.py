@@ -66,7 +66,7 @@ def describe(
     if (tls := find(ssl.SSLError)) is not None:
         return ErrorKind.TLS, f"TLS handshake failed: {_ssl_reason(tls)}"
     if find(u3.NameResolutionError, socket.gaierror) is not None:
-        return ErrorKind.CONNECTION, "unable to resolve the host name"
+        return ErrorKind.DNS, "name not resolved"
     if find(ConnectionRefusedError) is not None:
         return ErrorKind.CONNECTION, "connection refused"
     # urllib3's NewConnectionError is a ConnectTimeoutError too: only a timeout is a timeout.

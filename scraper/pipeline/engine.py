@@ -1,7 +1,7 @@
 """The local engine: bounded queues between the list reader, the download threads, the parse
 workers and the record writer; start-up, shutdown and counts (an Engine of pipeline/base.py).
 
-    reader ─▶ HostScheduler ─▶ download threads (one Session each) ─parse_q─▶ feeders ⇄ parse
+    reader ─▶ HostScheduler ─▶ download threads (shared pools)  ─parse_q─▶ feeders ⇄ parse
       │      (per-host queues,        │       ▲ retries go back                      processes
       │       slots and delays)       │       │ to the scheduler                         │
       └──── invalid, duplicate ─────────── failed ──────────▶ record_q ◀── parsed ───────┘
@@ -28,6 +28,7 @@ from scraper.fetch.http import (
     FetchLimits,
     fetch_robots,
     new_session,
+    shared_adapter,
 )
 from scraper.fetch.politeness import HostScheduler, PoliteGate, Queued
 from scraper.fetch.robots import RobotsCache
@@ -106,6 +107,12 @@ class Pipeline:
         self.scheduler = HostScheduler(settings, self.events.stop, self.events.abort)
         self.robots = RobotsCache(settings.user_agent) if settings.obey_robots else None
         self.download = Download(settings, self.limits, self.scheduler, incremental)
+        self.adapter = shared_adapter(settings)  # every thread's session: pools per host
+        if not settings.verify_tls:
+            log.warning(
+                "TLS certificates are not verified (verify_tls: false): anyone on the way "
+                "can read and change the pages"
+            )
         self.parse_q: queue.Queue[Any] = queue.Queue(maxsize=self.processes * 4)
         self.record_q: queue.Queue[Any] = queue.Queue(maxsize=self.threads * 4)
         self.workers: list[Worker] = []
@@ -254,6 +261,7 @@ class Pipeline:
             thread.join(max(0.0, deadline - time.monotonic()))
         for worker in self.workers:
             worker.stop(kill=hurry)
+        self.adapter.close()
 
     # -- queue helpers ----------------------------------------------------------------------
 
@@ -379,7 +387,7 @@ class Pipeline:
             self._put(self.record_q, _unfinished(queued))
 
     def _download(self, done: _Countdown) -> None:
-        session = new_session(self.settings)
+        session = new_session(self.settings, self.adapter)
 
         def robots_fetch(url: str) -> tuple[int, bytes]:
             return fetch_robots(session, url, self.limits)
@@ -394,7 +402,7 @@ class Pipeline:
                     queue_for = self.parse_q if isinstance(item, FetchedPage) else self.record_q
                     self._put(queue_for, item)
         finally:
-            session.close()
+            session.cookies.clear()  # not close(): the adapter is shared, closed at shutdown
             done.done()
 
     def _known(self, task: UrlTask) -> Validators | None:

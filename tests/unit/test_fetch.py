@@ -182,3 +182,23 @@ def test_a_configured_proxy_gets_the_absolute_url() -> None:
         page = fetch_page(session, UrlTask(1, target, target), LIMITS)
         assert page.status == 200
         assert proxy.paths == [target]
+
+
+def test_a_name_that_does_not_resolve_is_kind_dns_at_once_and_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The resolver is stood in for (tests resolve no real names): it says the name is not
+    known, as getaddrinfo does."""
+    import socket
+
+    from scraper.config.settings import Settings as _Settings
+    from scraper.fetch.retry import decide_retry
+
+    def unknown(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    with pytest.raises(PageError) as caught:
+        fetch("http://no-such-host.test/")
+    assert (caught.value.kind, str(caught.value)) == (ErrorKind.DNS, "name not resolved")
+    assert decide_retry(caught.value.info(), None, {}, 1, _Settings()).delay_s is None
