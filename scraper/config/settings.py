@@ -41,7 +41,9 @@ def _setting(default: Any, help: str, **rules: Any) -> Any:
 class Settings:
     """Every setting: YAML key = field name = flag with dashes (unit suffix `_s` dropped)."""
 
-    threads: int = _setting(16, "download threads (they share the connections kept alive per host)", min=1, max=1024)
+    threads: int = _setting(
+        16, "download threads (they share the connections kept alive per host)", min=1, max=1024
+    )
     processes: int = _setting(0, "parse worker processes; 0 means one per CPU core", min=0, max=256)
     connect_timeout_s: float = _setting(5.0, "seconds to open a connection", min=0.01, max=600)
     read_timeout_s: float = _setting(
