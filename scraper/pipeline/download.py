@@ -20,6 +20,7 @@ from scraper.output.folder import save_html
 from scraper.parse.page import HTML_TYPES, media_type
 from scraper.pipeline.outcomes import failed_record, unchanged_record
 from scraper.records import ErrorInfo, ErrorKind, FetchedPage, PageRecord, Validators
+from scraper.urls import mask_passwords
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class Download:
                 error = ErrorInfo(ErrorKind.HTTP_STATUS, status_message(page.status))
         except PageError as exc:
             error = exc.info()
+            if exc.__cause__ is not None:  # the words are the record's; --debug gets the detail
+                detail = mask_passwords(repr(exc.__cause__))
+                log.debug("line %d: %s: %s", task.line_no, task.url, detail)
         except Exception as exc:  # a bug: record it as internal, keep the run going
             log.debug("internal error fetching %s", task.url, exc_info=True)
             error = ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")

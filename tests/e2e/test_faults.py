@@ -172,3 +172,12 @@ def test_output_has_only_finished_files(fault_run) -> None:
     names = sorted(p.name for p in Path(run.out_dir).iterdir())
     assert not [n for n in names if n.endswith(".part")]
     assert "latest.jsonl" in names and ".scraper-output" in names
+
+
+def test_debug_shows_the_detail_behind_the_words(faults, tmp_path) -> None:
+    origin, _ = faults
+    urls = write_list(tmp_path / "urls.txt", [origin + "/close-before-headers"])
+    run = run_in_process([str(urls), *FAST, "--debug"], tmp_path / "out")
+    (record,) = run.records
+    assert record["error"]["message"] == "server closed the connection before answering"
+    assert "RemoteDisconnected" in run.stderr  # the exception chain, for a developer
