@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 Route = Callable[[BaseHTTPRequestHandler], None]
 
@@ -196,6 +197,40 @@ def _bomb(method: str, size: int) -> bytes:
     return b"\x78\xda" + raw + struct.pack(">I", adler)
 
 
+def _compress(method: str, chunks: Iterator[bytes]) -> bytes:
+    """`chunks` compressed as one brotli or zstd stream."""
+    if method == "br":
+        import brotli
+
+        compressor: Any = brotli.Compressor(quality=1)
+        return b"".join(map(compressor.process, chunks)) + compressor.finish()
+    try:
+        from compression import zstd  # type: ignore[import-not-found]
+    except ImportError:
+        from backports import zstd
+    compressor = zstd.ZstdCompressor(level=1)
+    return b"".join(map(compressor.compress, chunks)) + compressor.flush()
+
+
+@cache
+def _stream_bomb(method: str, size: int) -> bytes:
+    """A brotli or zstd stream of `size` zero bytes (whole MiB), compressed a MiB at a time."""
+    chunk = b"\0" * (1 << 20)
+    return _compress(method, (chunk for _ in range(size >> 20)))
+
+
+def encoded_page(method: str) -> Route:
+    """PAGE with Content-Encoding br or zstd."""
+    data = _compress(method, iter([PAGE]))
+    return lambda h: send(h, 200, data, headers={"Content-Encoding": method})
+
+
+def stream_bomb(method: str, size: int = 1 << 30) -> Route:
+    """Content-Encoding br or zstd: small on the wire, `size` bytes (default 1 GiB) decoded."""
+    data = _stream_bomb(method, size)
+    return lambda h: send(h, 200, data, headers={"Content-Encoding": method})
+
+
 def bomb(method: str, size: int = 1 << 30) -> Route:
     """Small on the wire, `size` bytes (default 1 GiB) once decoded."""
     data = _bomb(method, size)  # built once, before any client waits on it
@@ -269,6 +304,10 @@ def fault_routes() -> dict[str, Route]:
         "/to-javascript": redirect("javascript:alert(1)"),
         "/gzip-bomb": bomb("gzip"),
         "/deflate-bomb": bomb("deflate"),
+        "/brotli": encoded_page("br"),
+        "/zstd": encoded_page("zstd"),
+        "/brotli-bomb": stream_bomb("br"),
+        "/zstd-bomb": stream_bomb("zstd"),
         "/huge": huge,
         "/pdf": body(PDF, "application/pdf"),
         "/image": body(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "image/png"),
@@ -356,6 +395,91 @@ def serve(
     thread.start()
     try:
         yield served
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@dataclass
+class ProxySeen:
+    """What the test proxy saw: its address, and each request line with its auth header."""
+
+    url: str
+    requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes from a to b until a closes (bounded by the sockets' timeouts)."""
+    with contextlib.suppress(OSError):
+        while data := a.recv(65536):
+            b.sendall(data)
+    with contextlib.suppress(OSError):
+        b.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def proxy(host: str = "127.0.0.1") -> Iterator[ProxySeen]:
+    """An HTTP proxy on loopback for tests: CONNECT tunnels (https) and absolute-form requests
+    (http, one per connection), to loopback targets only; records every request line."""
+    import socketserver
+
+    seen = ProxySeen("")
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            client: socket.socket = self.request
+            client.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            head, _, rest = head.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, version = lines[0].split(" ", 2)
+            headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+            with seen.lock:
+                seen.requests.append((method, target, headers.get("Proxy-Authorization")))
+            if method == "CONNECT":
+                where, _, port = target.rpartition(":")
+                forward = b""
+            else:  # http://host:port/path -> /path, to host:port
+                authority, _, path = target.removeprefix("http://").partition("/")
+                where, _, port = authority.rpartition(":")
+                kept = [ln for ln in lines[1:] if not ln.lower().startswith("proxy-")]
+                forward = "\r\n".join([f"{method} /{path} {version}", *kept, "Connection: close"])
+                forward = forward.encode("latin-1") + b"\r\n\r\n" + rest
+            assert where.startswith("127."), where  # tests talk to this machine only
+            with socket.create_connection((where, int(port)), timeout=10) as upstream:
+                if method == "CONNECT":
+                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    if rest:
+                        upstream.sendall(rest)
+                else:
+                    upstream.sendall(forward)
+                back = threading.Thread(target=_relay, args=(upstream, client), daemon=True)
+                back.start()
+                _relay(client, upstream)
+                back.join(10)
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass
+
+    server = Server((host, 0), Handler)
+    seen.url = f"http://{host}:{server.server_address[1]}"
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield seen
     finally:
         server.shutdown()
         server.server_close()

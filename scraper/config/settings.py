@@ -95,6 +95,11 @@ class Settings:
     max_retry_wait_s: float = _setting(
         60.0, "cap on one retry's wait, Retry-After included", min=0, max=86400
     )
+    proxy: str = _setting(
+        "",
+        "proxy URL (http://[user:password@]host:port) for http and https URLs (CONNECT); "
+        "empty: HTTP_PROXY, HTTPS_PROXY and NO_PROXY from the environment",
+    )
     verify_tls: bool = _setting(
         True, "verify TLS certificates; false accepts any (one warning per run): testing only"
     )
@@ -248,6 +253,8 @@ def check_value(name: str, value: Any, where: str) -> Any:
         value = _check_statuses(value, where)
     if name == "ca_bundle" and value:
         _check_ca_bundle(value, where)
+    if name == "proxy" and value and not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: expected an http:// or https:// proxy URL")
     return value
 
 

@@ -21,6 +21,7 @@ from urllib3 import exceptions as u3
 from scraper.errors import PageError
 from scraper.fetch.transport import BlockedAddress
 from scraper.records import ErrorKind
+from scraper.urls import mask_passwords
 
 # What the fetch code catches from the HTTP stack. urllib3's errors appear bare too, because
 # the body is read from resp.raw.
@@ -45,7 +46,7 @@ def page_error_from(
 ) -> PageError:
     """The PageError of a transport exception; used as `raise page_error_from(e) from e`."""
     kind, message = describe(exc, connect_timeout_s, read_timeout_s, phase)
-    return PageError(kind, message)
+    return PageError(kind, mask_passwords(message))  # a proxy's URL may be in the message
 
 
 def describe(
@@ -61,6 +62,14 @@ def describe(
 
     if (blocked := find(BlockedAddress)) is not None:
         return ErrorKind.BLOCKED_ADDRESS, str(blocked)
+    if find(requests.exceptions.ProxyError, u3.ProxyError) is not None:
+        inner = [
+            e for e in chain if not isinstance(e, (requests.exceptions.ProxyError, u3.ProxyError))
+        ]
+        if inner:
+            _, why = describe(inner[-1], connect_timeout_s, read_timeout_s, phase)
+            return ErrorKind.CONNECTION, f"proxy: {why}"
+        return ErrorKind.CONNECTION, "proxy: cannot connect"
     if (verify := find(ssl.SSLCertVerificationError)) is not None:
         return ErrorKind.TLS, f"TLS certificate not accepted: {_verify_message(verify)}"
     if (tls := find(ssl.SSLError)) is not None:

@@ -21,6 +21,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 from urllib3.exceptions import InsecureRequestWarning
+from urllib3.util import make_headers
 
 from scraper.config.settings import Settings
 from scraper.errors import PageError
@@ -42,6 +43,7 @@ DRAIN_BYTES = 64 * 1024  # read at most this much of a redirect or error body to
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Sends again of one request that met kept-alive connections the server closed while idle.
 STALE_RETRIES = 3
+ACCEPT_ENCODING = ", ".join(make_headers(accept_encoding=True)["accept-encoding"].split(","))
 MIN_POOLS = 64  # hosts whose connections are kept alive, at least
 POOLS_PER_THREAD = 4  # ... and per download thread: hosts in flight, redirects, robots.txt
 
@@ -85,8 +87,14 @@ def new_session(settings: Settings, adapter: Adapter | None = None) -> requests.
     `adapter` (the run's shared pools) or one of its own."""
     session = _Session()
     session.headers["User-Agent"] = settings.user_agent
+    # What this install decodes: gzip, deflate, br, zstd (the decoded-size cap holds for each).
+    session.headers["Accept-Encoding"] = ACCEPT_ENCODING
     session.headers.update(settings.headers)
-    _apply_environment(session)
+    if settings.proxy:  # the setting wins over the environment, as curl's -x does
+        session.trust_env = False
+        session.proxies = {"http": settings.proxy, "https": settings.proxy}
+    else:
+        _apply_environment(session)
     if settings.ca_bundle:
         session.verify = settings.ca_bundle
     if not settings.verify_tls:

@@ -30,6 +30,10 @@ EXPECTED = {  # path: (outcome, error kind or None)
     "/to-javascript": ("failed", "bad_scheme"),
     "/gzip-bomb": ("failed", "too_large"),
     "/deflate-bomb": ("failed", "too_large"),
+    "/brotli": ("ok", None),
+    "/zstd": ("ok", None),
+    "/brotli-bomb": ("failed", "too_large"),
+    "/zstd-bomb": ("failed", "too_large"),
     "/huge": ("failed", "too_large"),
     "/pdf": ("ok", None),
     "/image": ("ok", None),
@@ -131,6 +135,8 @@ def test_hostile_pages_still_give_fields(fault_run) -> None:
     two = by_url[origin + "/two-content-types"]
     assert two["content_type"] == "text/html" and two["title"] == "Fault server page"
     assert by_url[origin + "/deep"]["word_count"] == 1  # the text 100,000 levels down
+    for encoded in ("/brotli", "/zstd"):  # asked for (Accept-Encoding) and decoded
+        assert by_url[origin + encoded]["title"] == "Fault server page"
 
 
 MESSAGES = {

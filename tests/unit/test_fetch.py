@@ -202,3 +202,11 @@ def test_a_name_that_does_not_resolve_is_kind_dns_at_once_and_not_retried(
         fetch("http://no-such-host.test/")
     assert (caught.value.kind, str(caught.value)) == (ErrorKind.DNS, "name not resolved")
     assert decide_retry(caught.value.info(), None, {}, 1, _Settings()).delay_s is None
+
+
+@responses.activate
+def test_the_encodings_the_web_uses_are_asked_for() -> None:
+    responses.get(URL, body=b"<title>x</title>", content_type="text/html")
+    fetch()
+    sent = responses.calls[0].request.headers
+    assert sent["Accept-Encoding"] == "gzip, deflate, br, zstd"
