@@ -37,7 +37,7 @@ from scraper.records import (
 from scraper.urls import InvalidUrl, normalize_url, redact_url
 
 CHUNK_BYTES = 64 * 1024
-ROBOTS_MAX_BYTES = 512 * 1024
+ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 §2.5: parse at least 500 KiB
 ROBOTS_MAX_REDIRECTS = 5
 DRAIN_BYTES = 64 * 1024  # read at most this much of a redirect or error body to keep the socket
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

@@ -13,7 +13,6 @@ from scraper.errors import PageError
 from scraper.records import ErrorKind
 from scraper.urls import host_key
 
-ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 §2.5: parse at least 500 KiB
 RETRY_S = 60.0  # an unreachable or failing robots.txt is asked for again after this long
 
 # robots URL -> (status, body); raises PageError when the host cannot be reached at all
@@ -43,7 +42,7 @@ class RobotsCache:
     - the host cannot be reached (refused, timed out, TLS): each of its pages fails with that
       error, its own kind and message, and robots.txt is asked for again after `retry_s`.
 
-    At most 512 KiB is parsed.
+    At most 512 KiB is read (http.fetch_robots' cap, RFC 9309 §2.5: at least 500 KiB).
     """
 
     def __init__(self, user_agent: str, retry_s: float = RETRY_S) -> None:
@@ -88,7 +87,7 @@ class RobotsCache:
             if 200 <= status < 300:
                 from protego import Protego
 
-                text = body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace")
+                text = body.decode("utf-8", errors="replace")
                 entry.parser = Protego.parse(text)
             elif 400 <= status < 500 and status != 429:
                 entry.allow_all = True

@@ -15,9 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from scraper.errors import ConfigError
-from scraper.output.sinks import _UNSAFE
 from scraper.urls import redact_url
 
+MARKER = ".scraper-output"  # says "this folder holds scraper results" to later runs
+HTML_DIR = "html"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # what a saved page's file name may not hold
 RUN_NAME = re.compile(r"^(\d{8}T\d{6}Z(?:-\d{3})?)\.(jsonl|csv|summary\.json)$")
 
 
@@ -86,12 +88,6 @@ def _drop_torn_tail(path: Path) -> None:
         end = data.rfind(b"\n") + 1
         if end < len(data):
             handle.truncate(end)
-
-
-MARKER = ".scraper-output"  # says "this folder holds scraper results" to later runs
-
-
-HTML_DIR = "html"
 
 
 def new_run_id(now: datetime | None = None) -> str:

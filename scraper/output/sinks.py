@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import os
-import re
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +46,6 @@ CSV_COLUMNS = (
 )
 EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "sqlite": "jsonl"}
 TABLE_FILE = "records.sqlite"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def record_columns(settings: Any) -> tuple[str, ...]:
