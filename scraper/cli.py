@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from scraper import __version__
-from scraper.config.flags import add_setting_flags, settings_from_args
+from scraper.config.flags import Parser, add_setting_flags, settings_from_args
 from scraper.errors import ConfigError, ScraperError
 from scraper.exit_codes import EXIT_CODES_HELP, ExitCode
 
@@ -81,7 +81,7 @@ def _scrape(args_list: list[str], stdin: BinaryIO | None, err: TextIO, is_tty: b
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of `scrape URLS`; one flag per setting, named after it."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="scrape",
         usage="scrape [options] URLS\n       scrape demo [options]\n       scrape bench [options]\n"
         "       scrape history|report [-o DIR]\n       scrape check [-c FILE]\n"
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="settings file (default: config/scraper.yaml when it exists)",
     )
     parser.add_argument("--debug", action="store_true", help="log details and tracebacks")
-    parser.add_argument("--version", action="version", version=f"scrape {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"scrape {__version__}")
     run = parser.add_argument_group("run modes (for cron)")
     run.add_argument(
         "--resume",

@@ -159,6 +159,8 @@ def _run(
             sink.abandon()
             raise
     console.close_bar()
+    if counts.records == 0:
+        log.warning("%s: no URLs in the list (blank lines and # comments only)", list_name)
     stopped_by = stops[0] if stops else None
     code = exit_code(counts, stopped_by, settings.max_failure_ratio)
     summary = run_summary(counts, code, sink.run_id, list_name, stopped_by)

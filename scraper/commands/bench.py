@@ -5,7 +5,6 @@ the limit computed in the same run. Every run talks only to a demo site started 
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,13 +18,14 @@ from scraper.bench.figures import (
     bench_models,
     bench_throughput,
 )
+from scraper.config.flags import Parser
 
 # -- reports -----------------------------------------------------------------------------
 
 
 def run_bench(argv: Sequence[str], out: TextIO) -> int:
     """`scrape bench`; exits 0 when every figure is within its limit, 1 otherwise."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="scrape bench",
         description="Measure the scraper against the local demo site and print each figure "
         "next to the limit computed in the same run. Talks only to 127.0.0.1.",

@@ -3,12 +3,12 @@ state database. Reads only; takes no lock (sqlite lets readers in while a run wr
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from scraper.config.flags import Parser
 from scraper.config.settings import build_settings, default_config_path
 from scraper.errors import ConfigError
 from scraper.state import StateStore
@@ -16,7 +16,7 @@ from scraper.state import StateStore
 
 def run_history(kind: str, argv: Sequence[str], out: TextIO) -> int:
     """Print the history or the report; raises ConfigError (exit 2) without a state."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=f"scrape {kind}",
         description="Recent runs, newest first."
         if kind == "history"

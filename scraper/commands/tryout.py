@@ -7,11 +7,11 @@ and prints the record; one request at most, like curl (no robots.txt, no state, 
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any, TextIO
 
+from scraper.config.flags import Parser
 from scraper.config.settings import build_settings, default_config_path
 from scraper.errors import ConfigError, PageError
 from scraper.urls import redact_url
@@ -22,7 +22,7 @@ SHOWN_LINKS = 10
 
 def run_check(argv: list[str], out: TextIO, err: TextIO) -> int:
     """`scrape check [-c FILE]`: 0 when the settings are usable, 2 (one line) when not."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="scrape check",
         description="Validate a settings file and its extraction rules without fetching.",
     )
@@ -42,7 +42,7 @@ def run_check(argv: list[str], out: TextIO, err: TextIO) -> int:
 
 def run_try(argv: list[str], out: TextIO, err: TextIO) -> int:
     """`scrape try URL_OR_FILE [-c FILE] [--url URL]`: print the record; 0 ok, 1 failed, 2 usage."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="scrape try",
         description="Run the extraction rules on one saved page or one URL and print the "
         "record (page text and links shortened). A file is matched to a site by --url.",

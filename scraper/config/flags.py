@@ -5,7 +5,9 @@ Shared by `scrape URLS` and `scrape demo`."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import difflib
+import re
+from typing import Any, NoReturn
 
 from scraper.config.settings import (
     SETTING_FIELDS,
@@ -15,6 +17,24 @@ from scraper.config.settings import (
     flag_name,
 )
 from scraper.errors import ConfigError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse as every scrape command uses it: no abbreviated flags (`--wait 1`, wget's
+    pause, is not `--wait-lock 1`), and a did-you-mean for a flag it does not know."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        unknown = re.search(r"unrecognized arguments: (--[^\s=]+)", message)
+        if unknown:
+            flags = [flag for action in self._actions for flag in action.option_strings]
+            close = difflib.get_close_matches(unknown.group(1), flags, n=1, cutoff=0.6)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+        super().error(message)
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +102,7 @@ def _shown_default(spec: Any) -> str:
     if callable(spec.default_factory):
         value = spec.default_factory()
         return ",".join(map(str, value)) if isinstance(value, list) else str(value or "none")
-    return str(spec.default)
+    return str(spec.default) if spec.default != "" else "none"
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -15,7 +15,8 @@ def write_metrics(path: Path, summary: dict[str, Any], start_ts: float, end_ts: 
     def metric(name: str, help_text: str, samples: list[tuple[str, float]]) -> None:
         lines.append(f"# HELP scrape_{name} {help_text}")
         lines.append(f"# TYPE scrape_{name} gauge")
-        lines.extend(f"scrape_{name}{labels} {value:g}" for labels, value in samples)
+        # repr: every digit of a timestamp (%g gave 1.79615e+09, minutes off)
+        lines.extend(f"scrape_{name}{labels} {value!r}" for labels, value in samples)
 
     metric("last_run_start_timestamp_seconds", "When the last run started.", [("", start_ts)])
     metric("last_run_end_timestamp_seconds", "When the last run ended.", [("", end_ts)])
