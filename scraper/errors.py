@@ -18,6 +18,8 @@ class ScraperError(Exception):
 class PageError(ScraperError):
     """One URL failed: it becomes a record and the run goes on."""
 
+    retryable = True  # False: a retry would meet the same answer (fetch/retry.py is not asked)
+
     def __init__(self, kind: ErrorKind, message: str, fields: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.kind = kind

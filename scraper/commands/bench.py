@@ -18,6 +18,7 @@ from scraper.bench.figures import (
     bench_models,
     bench_throughput,
 )
+from scraper.bench.web import bench_web
 from scraper.config.flags import Parser
 
 # -- reports -----------------------------------------------------------------------------
@@ -63,8 +64,14 @@ def run_bench(argv: Sequence[str], out: TextIO) -> int:
         help="--cluster local:2 (Dask) against a local run (needs scraper[dask])",
     )
     parser.add_argument(
+        "--web",
+        action="store_true",
+        help="the demo site as many HTTPS hosts at the default politeness",
+    )
+    parser.add_argument("--web-hosts", type=int, default=250, help="hosts of --web (default 250)")
+    parser.add_argument(
         "--only",
-        choices=("models", "memory", "incremental", "extract", "cluster"),
+        choices=("models", "memory", "incremental", "extract", "cluster", "web"),
         help="skip the main figures",
     )
     args = parser.parse_args(argv)
@@ -83,4 +90,6 @@ def run_bench(argv: Sequence[str], out: TextIO) -> int:
             ok &= bench_extract(args, out)
         if args.cluster or args.only == "cluster":
             ok &= bench_cluster(args, out, work)
+        if args.web or args.only == "web":
+            ok &= bench_web(args, out, work)
     return 0 if ok else 1

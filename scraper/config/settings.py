@@ -106,6 +106,11 @@ class Settings:
     ca_bundle: str = _setting(
         "", "PEM file of the CA certificates to trust (a private CA); empty: requests' bundle"
     )
+    system_ca: bool = _setting(
+        False,
+        "trust the system's CA store (as curl --ca-native) instead of requests' bundle; "
+        "ca_bundle, when given, wins",
+    )
     block_private_addresses: bool = _setting(
         False, "refuse URLs and redirects to loopback, private, link-local or metadata addresses"
     )

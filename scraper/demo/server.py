@@ -1,6 +1,11 @@
 """The demo site's HTTP server: asyncio on 127.0.0.1, in a process of its own (`DemoServer`),
 so its CPU is measured apart from the scraper's. Added latency is a timer on the event loop,
 so a thousand waiting requests cost no thread and no CPU. GET only, keep-alive.
+
+It can also play many hosts (`Listener`s on 127.0.0.2, 127.0.0.3, ...: all this machine, and
+distinct hosts to politeness and the connection pools), each with its own latency, some
+refusing connections, over TLS with a certificate the caller made; it counts requests,
+connections and requests in flight per host (`scrape bench --web`).
 """
 
 from __future__ import annotations
@@ -8,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import resource
+import socket
+import ssl
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
@@ -24,19 +32,35 @@ class ServerStats:
     max_in_flight: int = 0
     first_request_at: float = 0.0  # time.time() of the first request, 0 before any
     bytes_sent: int = 0
+    last_response_at: float = 0.0  # time.time() of the last response sent
+    connections: int = 0  # accepted (over TLS: handshakes completed)
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One host the server plays: an address of its own, its latency, or refusing."""
+
+    address: str = "127.0.0.1"
+    latency_s: float = 0.0
+    refuse: bool = False  # a bound socket that never listens: connections are refused
 
 
 class _HttpProtocol(asyncio.Protocol):
-    """A minimal HTTP/1.1 server connection: GET only, keep-alive, timers for latency."""
+    """A minimal HTTP/1.1 server connection: GET only, keep-alive, timers for latency. Counts
+    go to the server's totals and to the host's own."""
 
-    def __init__(self, site: DemoSite, stats: ServerStats, latency_s: float) -> None:
-        self.site, self.stats, self.latency_s = site, stats, latency_s
+    def __init__(
+        self, site: DemoSite, stats: ServerStats, latency_s: float, host: ServerStats
+    ) -> None:
+        self.site, self.stats, self.latency_s, self.host = site, stats, latency_s, host
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.stats.connections += 1
+        self.host.connections += 1
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -50,9 +74,12 @@ class _HttpProtocol(asyncio.Protocol):
         stats = self.stats
         if not stats.first_request_at:
             stats.first_request_at = time.time()
-        stats.requests += 1
-        stats.in_flight += 1
-        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        if not self.host.first_request_at:
+            self.host.first_request_at = time.time()
+        for counts in (stats, self.host):
+            counts.requests += 1
+            counts.in_flight += 1
+            counts.max_in_flight = max(counts.max_in_flight, counts.in_flight)
         lines = head.decode("latin-1").split("\r\n")
         method, path, _ = (lines[0].split(" ") + ["", "", ""])[:3]
         headers = {}
@@ -68,8 +95,11 @@ class _HttpProtocol(asyncio.Protocol):
             self._send(data, keep_alive)
 
     def _send(self, data: bytes, keep_alive: bool) -> None:
-        self.stats.in_flight -= 1
-        self.stats.bytes_sent += len(data)
+        now = time.time()
+        for counts in (self.stats, self.host):
+            counts.in_flight -= 1
+            counts.bytes_sent += len(data)
+            counts.last_response_at = now
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.write(data)
@@ -87,19 +117,38 @@ def _serialize(resp: Response, keep_alive: bool, include_body: bool) -> bytes:
     return head + resp.body if include_body else head
 
 
-async def _serve(n_pages: int, latency_s: float, control: Connection, ports: int = 1) -> None:
+async def _serve(
+    n_pages: int,
+    listeners: Sequence[Listener],
+    control: Connection,
+    tls: tuple[str, str] | None,
+) -> None:
     site = DemoSite(n_pages)
     for i in range(min(n_pages, 20_000)):  # build pages before timing starts
         site.page(i)
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
     stats = ServerStats()
+    hosts = [ServerStats() for _ in listeners]
     loop = asyncio.get_running_loop()
-    servers = [
-        await loop.create_server(
-            lambda: _HttpProtocol(site, stats, latency_s), "127.0.0.1", 0, backlog=1024
-        )
-        for _ in range(ports)
-    ]
-    control.send([server.sockets[0].getsockname()[1] for server in servers])
+    servers, refusing, ports = [], [], []
+    for listener, host in zip(listeners, hosts, strict=True):
+        if listener.refuse:  # bound and never listening: the kernel refuses connections
+            sock = socket.socket()
+            sock.bind((listener.address, 0))
+            refusing.append(sock)
+            ports.append(sock.getsockname()[1])
+            continue
+
+        def factory(latency: float = listener.latency_s, host: ServerStats = host) -> Any:
+            return _HttpProtocol(site, stats, latency, host)
+
+        server = await loop.create_server(factory, listener.address, 0, backlog=1024, ssl=context)
+        servers.append(server)
+        ports.append(server.sockets[0].getsockname()[1])
+    control.send(ports)
     stop = asyncio.Event()
 
     def on_command() -> None:
@@ -109,9 +158,16 @@ async def _serve(n_pages: int, latency_s: float, control: Connection, ports: int
             command = "stop"
         if command == "stats":
             usage = resource.getrusage(resource.RUSAGE_SELF)
-            control.send({**stats.__dict__, "cpu_s": usage.ru_utime + usage.ru_stime})
+            control.send(
+                {
+                    **asdict(stats),
+                    "cpu_s": usage.ru_utime + usage.ru_stime,
+                    "hosts": [asdict(host) for host in hosts],
+                }
+            )
         elif command == "reset":
-            stats.__dict__.update(ServerStats().__dict__)
+            for counts in (stats, *hosts):
+                counts.__dict__.update(asdict(ServerStats()))
             control.send(True)
         else:
             stop.set()
@@ -122,11 +178,18 @@ async def _serve(n_pages: int, latency_s: float, control: Connection, ports: int
     for server in servers:
         server.close()
         await server.wait_closed()
+    for sock in refusing:
+        sock.close()
 
 
-def _server_main(n_pages: int, latency_s: float, control: Connection, ports: int) -> None:
+def _server_main(
+    n_pages: int,
+    listeners: Sequence[Listener],
+    control: Connection,
+    tls: tuple[str, str] | None,
+) -> None:
     try:
-        asyncio.run(_serve(n_pages, latency_s, control, ports))
+        asyncio.run(_serve(n_pages, listeners, control, tls))
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass
     finally:
@@ -136,10 +199,21 @@ def _server_main(n_pages: int, latency_s: float, control: Connection, ports: int
 class DemoServer:
     """The demo site in its own process on 127.0.0.1; a context manager. `url` is its origin;
     with `ports` > 1 the same site answers on several ports, `urls`, which politeness counts
-    as several hosts (how the cluster benchmark spreads hosts over workers)."""
+    as several hosts (how the cluster benchmark spreads hosts over workers). `listeners`
+    instead gives each host its own address and latency; `tls` (certificate chain and key
+    files) serves https."""
 
-    def __init__(self, n_pages: int = 2000, latency_s: float = 0.0, ports: int = 1) -> None:
-        self.n_pages, self.latency_s, self.ports = n_pages, latency_s, ports
+    def __init__(
+        self,
+        n_pages: int = 2000,
+        latency_s: float = 0.0,
+        ports: int = 1,
+        listeners: Sequence[Listener] = (),
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        self.n_pages = n_pages
+        self.listeners = tuple(listeners) or (Listener("127.0.0.1", latency_s),) * ports
+        self.tls = tls
         self.url = ""
         self.urls: list[str] = []
         self._process: Any = None
@@ -150,7 +224,7 @@ class DemoServer:
         ours, theirs = ctx.Pipe()
         self._process = ctx.Process(
             target=_server_main,
-            args=(self.n_pages, self.latency_s, theirs, self.ports),
+            args=(self.n_pages, self.listeners, theirs, self.tls),
             daemon=True,
         )
         self._process.start()
@@ -159,12 +233,17 @@ class DemoServer:
         if not ours.poll(60):
             self.__exit__(None, None, None)
             raise RuntimeError("demo site did not start within 60 s")
-        self.urls = [f"http://127.0.0.1:{port}" for port in ours.recv()]
+        scheme = "https" if self.tls else "http"
+        self.urls = [
+            f"{scheme}://{listener.address}:{port}"
+            for listener, port in zip(self.listeners, ours.recv(), strict=True)
+        ]
         self.url = self.urls[0]
         return self
 
     def stats(self) -> dict[str, Any]:
-        """Requests served, peak concurrency, first request time, bytes and CPU seconds."""
+        """Requests and connections served, peak concurrency, first request time, bytes and
+        CPU seconds; under "hosts" the same counts per listener."""
         assert self._control is not None
         self._control.send("stats")
         result: dict[str, Any] = self._control.recv()

@@ -107,6 +107,12 @@ def describe(
     return ErrorKind.INTERNAL, f"{type(exc).__name__}: {_first_line(exc)}"  # not the network's
 
 
+def verify_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure `exc` carries, if any."""
+    found = next((e for e in _chain(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
+    return found if isinstance(found, ssl.SSLCertVerificationError) else None
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """`exc` and every exception it carries, outermost first, each once."""
     seen: set[int] = set()

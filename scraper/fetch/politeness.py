@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from scraper.config.settings import Settings
 from scraper.errors import PageError
-from scraper.fetch.robots import RobotsCache, RobotsFetch
+from scraper.fetch.robots import RobotsCache, RobotsFetch, RobotsFetchFailed
 from scraper.records import ErrorInfo, ErrorKind, UrlTask
 from scraper.urls import host_key
 
@@ -56,6 +56,14 @@ class Lease:
 
     queued: Queued
     host: str
+    leased_at: float = 0.0  # time.monotonic() of the lease
+    turn_until: float = 0.0  # the host's next_start the lease set
+
+
+class TurnUsed(Exception):  # noqa: N818 (a signal, not an error)
+    """The lease's turn went to its host's robots.txt: the URL goes back to the front of the
+    host's queue (`HostScheduler.put_back`) and the thread takes other work, instead of
+    sleeping out the host delay (250 new hosts at 0.5 s held 32 threads for 4 s)."""
 
 
 class HostScheduler:
@@ -139,6 +147,23 @@ class HostScheduler:
             self._enqueue(again)
             return True
 
+    def put_back(self, lease: Lease) -> bool:
+        """The lease's URL goes back to the front of its host's queue, its attempt unchanged,
+        and the slot is freed (the host's turn stays used). False once the run is stopping:
+        the caller records the URL instead."""
+        with self._cond:
+            self._leased -= 1
+            host = self._host(lease.host)
+            host.in_flight -= 1
+            if self._halted():
+                self._cond.notify_all()
+                return False
+            host.pending.appendleft(lease.queued)
+            self._pending += 1
+            self._schedule(host)
+            self._cond.notify_all()
+            return True
+
     def slow_down(self, key: str, delay_s: float) -> None:
         """Make a host's delay at least `delay_s` (robots.txt Crawl-delay), capped at 60 s."""
         with self._cond:
@@ -152,10 +177,20 @@ class HostScheduler:
         latency_s: float | None = None,
         status: int | None = None,
         retry_after_s: float | None = None,
+        sent: bool = True,
     ) -> None:
-        """The lease's request is over; frees its host slot and adapts the host's delay."""
+        """The lease's request is over; frees its host slot and adapts the host's delay.
+
+        Not `sent` (the page failed before any request, on its host's cached robots.txt
+        failure): the host's turn is given back, so the host's other such pages fail at once
+        instead of one per delay, and the next real request still keeps the delay from the
+        last one that was sent."""
         with self._cond:
             self._leased -= 1
+            if not sent:
+                host = self._host(lease.host)
+                if host.next_start == lease.turn_until:  # no later lease moved it on
+                    host.next_start = lease.leased_at
             self._free_slot(lease.host, latency_s, status, retry_after_s)
 
     def acquire_hop(self, key: str, deadline: float) -> None:
@@ -224,7 +259,7 @@ class HostScheduler:
             self._schedule(host)
             if self._pending == self.max_pending - 1:
                 self._cond.notify_all()  # the reader waits for room only at max_pending
-            return Lease(queued, key)
+            return Lease(queued, key, now, host.next_start)
         return None
 
     def _free_slot(
@@ -288,7 +323,7 @@ class PoliteGate:
     ) -> None:
         self.scheduler, self.lease = scheduler, lease
         self.robots, self.robots_fetch = robots, robots_fetch
-        self.requests = 0
+        self.requests = 0  # requests sent (robots.txt ones included)
         self.held_hop: str | None = None
 
     def enter(self, url: str, deadline: float) -> None:
@@ -300,11 +335,19 @@ class PoliteGate:
             self.scheduler.wait_turn(key, deadline)  # the previous hop used this host's turn
         try:
             if self.robots is not None:
-                crawl_delay, fetched = self.robots.check(url, self.robots_fetch)
+                try:
+                    crawl_delay, fetched = self.robots.check(url, self.robots_fetch)
+                except RobotsFetchFailed as exc:
+                    if exc.fetched:
+                        self.requests += 1
+                    raise
                 if crawl_delay:
                     self.scheduler.slow_down(key, crawl_delay)
                 if fetched:
-                    self.scheduler.wait_turn(key, deadline)  # robots.txt used this turn
+                    self.requests += 1
+                    if self.requests == 1 and key == self.lease.host:
+                        raise TurnUsed  # robots.txt used this turn: the URL waits for the next
+                    self.scheduler.wait_turn(key, deadline)  # a hop's robots.txt used it
         except BaseException:
             self.leave(url)
             raise

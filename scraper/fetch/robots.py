@@ -67,7 +67,7 @@ class RobotsCache:
         elif not entry.ready.wait(120):
             raise PageError(ErrorKind.ROBOTS, "robots.txt of this host is still loading")
         if entry.error is not None:
-            raise PageError(entry.error.kind, f"{entry.error} (fetching robots.txt)")
+            raise RobotsFetchFailed(entry.error.kind, f"{entry.error} (fetching robots.txt)", owner)
         if entry.allow_all:
             return None, owner
         if entry.parser is None:
@@ -100,6 +100,18 @@ class RobotsCache:
                 entry.retry_at = time.monotonic() + self.retry_s
         finally:
             entry.ready.set()
+
+
+class RobotsFetchFailed(PageError):
+    """The host's robots.txt could not be fetched (refused, timed out, TLS...): its pages fail
+    with that error until robots.txt is asked for again (`retry_s`), so such a page is not
+    retried. `fetched`: this call sent the robots.txt request; otherwise nothing was sent."""
+
+    retryable = False
+
+    def __init__(self, kind: ErrorKind, message: str, fetched: bool) -> None:
+        super().__init__(kind, message)
+        self.fetched = fetched
 
 
 def _due(entry: _RobotsEntry) -> bool:

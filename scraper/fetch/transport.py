@@ -33,6 +33,15 @@ class Adapter(requests.adapters.HTTPAdapter):
     """
 
     guarded = False  # GuardedAdapter: connections refuse private and local addresses
+    system_store = False  # verify against the system's CA store, not requests' bundle
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if self.system_store and verify is True and url.lower().startswith("https"):
+            # No CA file: urllib3's default context then loads the system's store
+            # (ssl.SSLContext.load_default_certs: OpenSSL's paths, SSL_CERT_FILE honoured).
+            conn.cert_reqs, conn.ca_certs, conn.ca_cert_dir = "CERT_REQUIRED", None, None
+            return
+        super().cert_verify(conn, url, verify, cert)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)

@@ -14,11 +14,11 @@ from typing import Any
 from scraper.config.settings import Settings
 from scraper.errors import PageError
 from scraper.fetch.http import FetchLimits, conditional_headers, fetch_page, status_message
-from scraper.fetch.politeness import HostScheduler, Lease, PoliteGate
+from scraper.fetch.politeness import HostScheduler, Lease, PoliteGate, TurnUsed
 from scraper.fetch.retry import GIVE_UP, decide_retry
 from scraper.output.folder import save_html
 from scraper.parse.page import HTML_TYPES, media_type
-from scraper.pipeline.outcomes import failed_record, unchanged_record
+from scraper.pipeline.outcomes import failed_record, unchanged_record, unfinished_record
 from scraper.records import ErrorInfo, ErrorKind, FetchedPage, PageRecord, Validators
 from scraper.urls import mask_passwords
 
@@ -46,6 +46,7 @@ class Download:
         task, attempt = lease.queued.task, lease.queued.attempt
         started = time.monotonic()
         page: FetchedPage | None = None
+        retryable = True
         try:
             conditional = conditional_headers(known) if self.incremental else None
             page = fetch_page(
@@ -54,8 +55,12 @@ class Download:
             error = None
             if page.status >= 400:
                 error = ErrorInfo(ErrorKind.HTTP_STATUS, status_message(page.status))
+        except TurnUsed:  # robots.txt took the host's turn: the URL waits for the next one
+            if self.scheduler.put_back(lease):
+                return None
+            return unfinished_record(task, lease.queued.last_error, attempt)
         except PageError as exc:
-            error = exc.info()
+            error, retryable = exc.info(), exc.retryable
             if exc.__cause__ is not None:  # the words are the record's; --debug gets the detail
                 detail = mask_passwords(repr(exc.__cause__))
                 log.debug("line %d: %s: %s", task.line_no, task.url, detail)
@@ -64,7 +69,7 @@ class Download:
             error = ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
         status = page.status if page is not None else None
         decision = GIVE_UP
-        if error is not None:
+        if error is not None and retryable:
             headers = page.headers if page is not None else {}
             decision = decide_retry(error, status, headers, attempt, self.settings)
         wait_s = decision.host_wait_s
@@ -83,7 +88,8 @@ class Download:
             )
             self.scheduler.release(lease, None, status, wait_s)
             return None
-        self.scheduler.release(lease, time.monotonic() - started, status, wait_s)
+        latency_s = time.monotonic() - started
+        self.scheduler.release(lease, latency_s, status, wait_s, sent=gate.requests > 0)
         if error is not None or page is None:
             assert error is not None
             fields = {"final_url": page.final_url, "status": page.status} if page else {}

@@ -5,9 +5,11 @@ default, a private CA through --ca-bundle, failures of kind `tls` in words and n
 from __future__ import annotations
 
 import datetime
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -85,10 +87,9 @@ def test_an_unknown_ca_is_refused_by_default_as_tls_and_not_retried(
     ("make", "message"),
     [
         (
-            lambda ca: ca.issue_cert("other.test"),
-            # (OpenSSL's words; for a host name: "Hostname mismatch, ...")
-            "TLS certificate not accepted: IP address mismatch, certificate is not valid for "
-            "'127.0.0.1'",
+            lambda ca: ca.issue_cert("other.test", "*.example.org"),
+            "TLS certificate not accepted: IP address mismatch: cert is for other.test, "
+            "*.example.org (not 127.0.0.1)",
         ),
         (
             lambda ca: ca.issue_cert(
@@ -147,3 +148,44 @@ def test_a_ca_bundle_that_is_not_one_is_a_config_error(tmp_path: Path) -> None:
     assert run.stderr.strip() == (
         f"scrape: command line: --ca-bundle: {tmp_path / 'not.pem'}: no PEM certificate in it"
     )
+
+
+def test_a_hostname_mismatch_names_what_the_certificate_is_for(
+    ca: trustme.CA, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host name, resolved by a stand-in (no real name is looked up): the message lists the
+    certificate's names, as curl's "subjectAltName does not match" does not."""
+    real = socket.getaddrinfo
+
+    def resolver(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        assert host == "shop.test", f"tried to resolve {host}"
+        return real("127.0.0.1", port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    names = ["*.example.org", "example.org", "a.example.net", "b.example.net"]
+    with serve(ROUTES, tls=context_for(ca.issue_cert(*names))) as site:
+        origin = site.origin.replace("127.0.0.1", "shop.test")
+        run = scrape(tmp_path, origin, "--ca-bundle", str(bundle), "--threads", "1", pages=2)
+    assert [r["error"] for r in run.records] == [
+        {
+            "kind": "tls",
+            "message": "TLS certificate not accepted: hostname mismatch: cert is for "
+            "*.example.org, example.org, a.example.net and 1 more (not shop.test)",
+        }
+    ] * 2
+    assert site.connections == 3  # two refused handshakes and the one that read the names
+
+
+def test_the_system_ca_store_is_used_when_asked(
+    ca: trustme.CA, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenSSL's default paths honour SSL_CERT_FILE: the private CA stands for the system's
+    store. requests' bundle (the default) does not know it; --system-ca trusts it."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    with serve(ROUTES, tls=context_for(ca.issue_cert("127.0.0.1"))) as site:
+        (tmp_path / "bundled").mkdir()
+        (tmp_path / "system").mkdir()
+        bundled = scrape(tmp_path / "bundled", site.origin)
+        system = scrape(tmp_path / "system", site.origin, "--system-ca")
+    assert bundled.records[0]["error"]["kind"] == "tls"
+    assert system.code == 0 and system.records[0]["outcome"] == "ok"

@@ -4,7 +4,11 @@ on distinct loopback addresses (127.0.0.x are all this machine)."""
 from __future__ import annotations
 
 import contextlib
+import socket
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import run_in_process, write_list
 from tests.servers import ok, serve
@@ -31,3 +35,34 @@ def test_threads_share_one_pool_per_host_and_keep_its_connections(tmp_path: Path
         assert len(site.paths) == 15
         assert site.max_in_flight <= 2
         assert site.connections <= 2, site.connections  # was up to 8: one per thread
+
+
+def test_a_host_name_is_looked_up_once_per_connection_not_per_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in resolver (no real name is ever looked up) answers for `pooled.test` and
+    counts: five pages over one kept-alive connection make one lookup."""
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def resolver(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        lookups.append(str(host))
+        assert host == "pooled.test", f"tried to resolve {host}"
+        return real("127.0.0.1", port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    routes = {f"/p{n}": ok for n in range(5)}
+    with serve(routes) as site:
+        port = site.origin.rsplit(":", 1)[1]
+        lines = [f"http://pooled.test:{port}/p{n}" for n in range(5)]
+        run = run_in_process(
+            [
+                str(write_list(tmp_path / "urls.txt", lines)),
+                *("--threads", "2", "--host-concurrency", "1", "--host-delay", "0"),
+                *("--no-obey-robots", "--processes", "1"),
+            ],
+            tmp_path / "out",
+        )
+    assert run.code == 0 and {r["outcome"] for r in run.records} == {"ok"}
+    assert site.connections == 1
+    assert lookups == ["pooled.test"]
