@@ -63,45 +63,101 @@ def _dispatch(
         from scraper.commands.bench import run_bench
 
         return run_bench(rest, out)
-    return _scrape(args_list, stdin, err, is_tty)
+    return _scrape(args_list, stdin, out, err, is_tty)
 
 
-def _scrape(args_list: list[str], stdin: BinaryIO | None, err: TextIO, is_tty: bool | None) -> int:
+def _scrape(
+    args_list: list[str], stdin: BinaryIO | None, out: TextIO, err: TextIO, is_tty: bool | None
+) -> int:
     """`scrape URLS`: settings first (a config error exits 2 before any request), then the run."""
+    from scraper.console import DEBUG, QUIET, SILENT, VERBOSE
     from scraper.run import RunOptions, scrape
+    from scraper.url_list import ListSources
 
-    args = build_parser().parse_args(args_list)
+    parser = build_parser()
+    args = parser.parse_intermixed_args(args_list)  # URLs may come after flags, as in wget
+    if not args.urls and not args.input_file:
+        parser.error("give URLs, a file listing them (- for standard input), or -i FILE")
     settings = settings_from_args(args)
-    lines = _open_list(args.urls, stdin if stdin is not None else sys.stdin.buffer)
-    count_path = None if args.urls == "-" else Path(args.urls)
-    options = RunOptions(args.resume, args.full, args.wait_lock, args.debug, not args.no_state)
-    with lines:
-        return scrape(settings, lines, args.urls, err, is_tty, options, count_path)
+    verbosity = None
+    if args.quiet:
+        verbosity = SILENT if args.quiet > 1 else QUIET
+    elif args.verbose:
+        verbosity = DEBUG if args.verbose > 1 else VERBOSE
+    sources, list_name, count_path = _sources(args.urls, args.input_file or [])
+    stream = stdin if stdin is not None else sys.stdin.buffer
+    options = RunOptions(
+        args.resume, args.full, args.wait_lock, args.debug, not args.no_state, verbosity
+    )
+    opened = [
+        (name, _open_list(name, stream) if kind == "file" else name.encode() + b"\n")
+        for kind, name in sources
+    ]
+    with ListSources(opened) as lines:
+        return scrape(settings, lines, list_name, err, is_tty, options, count_path, stdout=out)
+
+
+def _sources(
+    positional: list[str], input_files: list[str]
+) -> tuple[list[tuple[str, str]], str, Path | None]:
+    """What to read, in order: ("url", URL) for an argument with "://" in it, ("file", path)
+    for any other argument and each -i FILE; the list's name (for the state and summary,
+    passwords masked) and the file to count lines of for the bar (a single file only)."""
+    from scraper.urls import mask_passwords
+
+    sources = [("url" if "://" in item else "file", item) for item in positional]
+    sources += [("file", item) for item in input_files]
+    names = [mask_passwords(name) if kind == "url" else name for kind, name in sources]
+    files = [name for kind, name in sources if kind == "file"]
+    count_path = Path(files[0]) if len(sources) == 1 and files and files[0] != "-" else None
+    if len(sources) == 1 and files:
+        return sources, files[0], count_path
+    return sources, " ".join(names), count_path
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of `scrape URLS`; one flag per setting, named after it."""
     parser = Parser(
         prog="scrape",
-        usage="scrape [options] URLS\n       scrape demo [options]\n       scrape bench [options]\n"
+        usage="scrape [options] URL|LIST ... [-i LIST]\n       scrape demo [options]\n"
+        "       scrape bench [options]\n"
         "       scrape history|report [-o DIR]\n       scrape check [-c FILE]\n"
         "       scrape try URL_OR_FILE [-c FILE] [--url URL]",
-        description="Fetch every URL in the list URLS (one per line; - for standard input) with "
-        "a pool of download threads, parse the pages in worker processes, and write one record "
-        "per line to the output folder. Settings come from config/scraper.yaml (or -c FILE); "
-        "flags override them. `scrape demo` scrapes a bundled local site; `scrape bench` "
+        description="Fetch the URLs given (an argument with :// in it) and those of each list "
+        "file (one URL per line; - for standard input) with a pool of download threads, parse "
+        "the pages in worker processes, and write one record per URL to the output folder (-o - "
+        "for standard output). Settings come from -c FILE, else $SCRAPER_CONFIG, else "
+        "./config/scraper.yaml, else ~/.config/scraper/config.yaml ($XDG_CONFIG_HOME); flags "
+        "override them. `scrape demo` scrapes a bundled local site; `scrape bench` "
         "measures speed against it; `scrape check` validates a settings file and `scrape try` "
         "runs its extraction rules on one page.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("urls", metavar="URLS", help="file of URLs, one per line; - reads stdin")
+    parser.add_argument(
+        "urls",
+        metavar="URL|LIST",
+        nargs="*",
+        help="a URL, or a file of URLs one per line (- reads standard input); several are "
+        "read in order, line numbers running on",
+    )
+    parser.add_argument(
+        "-i",
+        "--input-file",
+        action="append",
+        metavar="LIST",
+        help="read URLs from LIST, one per line (- reads standard input); repeatable",
+    )
     parser.add_argument(
         "-c",
         "--config",
         metavar="FILE",
         type=Path,
-        help="settings file (default: config/scraper.yaml when it exists)",
+        help="settings file (default: $SCRAPER_CONFIG, else ./config/scraper.yaml, else "
+        "$XDG_CONFIG_HOME/scraper/config.yaml, the first that is set or exists)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="a line per page, and the retries"
     )
     parser.add_argument("--debug", action="store_true", help="log details and tracebacks")
     parser.add_argument("-V", "--version", action="version", version=f"scrape {__version__}")

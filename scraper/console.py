@@ -18,6 +18,10 @@ from typing import Any, TextIO
 
 LOGGER_NAME = "scraper"
 _LOCK = threading.RLock()
+SHOWN_FAILURES = 5  # in the report of a failed quiet run
+
+# Verbosity: -qq, -q (cron: silent unless the run fails), default, -v (a line per page), --debug.
+SILENT, QUIET, NORMAL, VERBOSE, DEBUG = -2, -1, 0, 1, 2
 
 
 def _tqdm() -> Any:
@@ -56,24 +60,30 @@ class _LockedHandler(logging.Handler):
 
 
 class Console:
-    """Progress bar, logging and summary for one run; a context manager."""
+    """Progress bar, logging and summary for one run; a context manager.
+
+    `verbosity`: SILENT prints nothing at all; QUIET (cron) prints nothing while all is well
+    and, when the run's exit status is not 0, a short report (the summary line and the first
+    failures, as `chronic` and `curl -sS` do); NORMAL adds warnings, the bar on a terminal and
+    the summary; VERBOSE a line per page and the retries; DEBUG details and tracebacks."""
 
     def __init__(
         self,
         stream: TextIO | None = None,
         *,
-        quiet: bool = False,
-        debug: bool = False,
+        verbosity: int = NORMAL,
         is_tty: bool | None = None,
     ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         if is_tty is None:
             is_tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.quiet = quiet
-        self.show_bar = is_tty and not quiet
-        self.debug = debug
+        self.verbosity = verbosity
+        self.quiet = verbosity < NORMAL
+        self.show_bar = is_tty and not self.quiet
+        self.debug = verbosity >= DEBUG
         self.bar: Any = None
         self.failures = 0
+        self.first_failures: list[str] = []
         self._handler = _LockedHandler(self.stream)
         self._handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         self._saved_level = logging.NOTSET
@@ -81,10 +91,12 @@ class Console:
     def __enter__(self) -> Console:
         logger = logging.getLogger(LOGGER_NAME)
         self._saved_level = logger.level
-        # Quiet (cron): per-URL failures stay in the records and the summary, not on stderr.
+        # Quiet (cron): per-URL failures stay in the records and the report of a failed run.
         # The logger passes INFO on for a log_file; the terminal shows warnings and up.
-        level = logging.ERROR if self.quiet else logging.WARNING
-        self._handler.setLevel(logging.DEBUG if self.debug else level)
+        level = {SILENT: logging.CRITICAL + 1, QUIET: logging.ERROR, NORMAL: logging.WARNING}
+        self._handler.setLevel(level.get(self.verbosity, logging.INFO))
+        if self.debug:
+            self._handler.setLevel(logging.DEBUG)
         logger.setLevel(logging.DEBUG if self.debug else logging.INFO)
         logger.addHandler(self._handler)
         logger.propagate = False
@@ -118,10 +130,15 @@ class Console:
             self.bar.total = total
             self.bar.refresh()
 
-    def advance(self, failed: bool) -> None:
-        """One more record done."""
+    def advance(self, failed: bool, line: str = "") -> None:
+        """One more record done; `line` says it in words (`-v` shows it; the first failures
+        are kept for the report of a failed quiet run)."""
         if failed:
             self.failures += 1
+            if len(self.first_failures) < SHOWN_FAILURES:
+                self.first_failures.append(line)
+        if self.verbosity >= VERBOSE and line and not failed:  # failures are warnings already
+            self.write(line)
         if self.bar is not None:
             if failed:
                 self.bar.set_postfix_str(f"failed={self.failures}", refresh=False)
@@ -142,15 +159,33 @@ class Console:
         _write(text, self.stream)
 
     def error(self, text: str) -> None:
-        """One error line; shown even with --quiet."""
-        self.write(f"scrape: {text}")
+        """One error line; shown even with -q (not with -qq)."""
+        if self.verbosity > SILENT:
+            self.write(f"scrape: {text}")
 
     def summary(self, summary: Mapping[str, Any]) -> None:
-        """The end-of-run summary, a few short lines."""
+        """The end-of-run summary, a few short lines; under -q only for a failed run, with
+        its first failures."""
         counts = ", ".join(f"{n} {name}" for name, n in summary["counts"].items() if n)
-        self.say(
+        line = (
             f"{summary['records']} records ({counts or 'none'}) in {summary['elapsed_s']:.1f}s, "
             f"{summary['pages_per_s']:.1f} pages/s, {summary['body_bytes'] / 1e6:.1f} MB"
         )
+        code = summary.get("exit_code", 0)
+        if self.verbosity == QUIET and code:
+            why = f"stopped by {summary['stopped_by']}" if summary.get("stopped_by") else "failed"
+            self.write(f"scrape: run {why}, exit {code}: {line}")
+            for failure in self.first_failures:
+                self.write(f"  {failure}")
+            if self.failures > len(self.first_failures):
+                self.write(f"  ... and {self.failures - len(self.first_failures)} more failed")
+            if summary.get("output"):
+                self.write(f"  records: {_where(summary['output'])}")
+            return
+        self.say(line)
         if summary.get("output"):
-            self.say(f"records: {summary['output']}")
+            self.say(f"records: {_where(summary['output'])}")
+
+
+def _where(output: str) -> str:
+    return "standard output" if output == "-" else output

@@ -103,6 +103,9 @@ class Validators:
     etag: str | None
     last_modified: str | None
     content_hash: str | None
+    # Where the URL's last full record is ("<run>/<offset>/<length>" in that run's file,
+    # output/previous.py): an unchanged page's record is completed from it.
+    record_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,7 @@ class PageState:
     error: str | None
     validators: Validators | None  # None when the fetch failed
     changed: bool
+    forget: bool = False  # the validators are of no use (the full record is gone): drop them
 
 
 @dataclass(frozen=True, slots=True)

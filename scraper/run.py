@@ -7,6 +7,7 @@ state learns of it, so a crash can lose state (the next run refetches) but never
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import logging.handlers
@@ -18,10 +19,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, TextIO
 
 from scraper.config.settings import Settings
-from scraper.console import LOGGER_NAME, Console
+from scraper.console import DEBUG, LOGGER_NAME, NORMAL, QUIET, Console
 from scraper.errors import ConfigError
 from scraper.exit_codes import ExitCode, exit_code
 from scraper.output.folder import (
@@ -33,11 +34,14 @@ from scraper.output.folder import (
     reopen_interrupted,
 )
 from scraper.output.metrics import write_metrics
-from scraper.output.sinks import RecordSink, open_sink
+from scraper.output.previous import PreviousRecords
+from scraper.output.sinks import RecordSink, StdoutSink, complete, open_sink
 from scraper.pipeline.base import MakeEngine, RunCounts, RunEvents, run_summary
 from scraper.pipeline.engine import Pipeline
 from scraper.records import Outcome, PageRecord
 from scraper.state import RunLock, StateStore
+from scraper.url_list import LineStream
+from scraper.urls import mask_passwords
 
 log = logging.getLogger(__name__)
 M_ARENA_MAX = -8  # from glibc's malloc.h
@@ -52,11 +56,12 @@ class RunOptions:
     wait_lock_s: float = 0.0  # wait this long for another run to finish
     debug: bool = False
     use_state: bool = True  # False: no state, no lock, nothing incremental (--no-state)
+    verbosity: int | None = None  # console.SILENT ... VERBOSE; None: the quiet setting's
 
 
 def scrape(
     settings: Settings,
-    lines: BinaryIO,
+    lines: LineStream,
     list_name: str,
     stderr: TextIO,
     is_tty: bool | None,
@@ -64,22 +69,37 @@ def scrape(
     count_path: Path | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     make_engine: MakeEngine | None = None,
+    stdout: TextIO | None = None,
 ) -> ExitCode:
     """Run one scrape of the URL lines in `lines` and report it; returns the exit code.
     Raises ConfigError (nothing was fetched) or Locked (another run holds the state).
     `make_engine` replaces the engine the settings choose (the local pipeline, or the Dask
-    cluster of `--cluster`)."""
+    cluster of `--cluster`). `output_dir` "-" writes the records to `stdout` (JSON lines)
+    and keeps state only in an explicit `state_file`."""
+    to_stdout = settings.output_dir == "-"
+    if to_stdout:
+        if settings.format != "jsonl":
+            raise ConfigError(
+                f"output_dir -: standard output takes JSON lines, not format {settings.format} "
+                "(which needs a folder)"
+            )
+        if options.resume:
+            raise ConfigError("--resume needs an output folder, not -o -")
     with (
-        Console(stderr, quiet=settings.quiet, debug=options.debug, is_tty=is_tty) as console,
+        Console(stderr, verbosity=_verbosity(settings, options), is_tty=is_tty) as console,
         _log_file(settings),
         _engine_maker(settings, make_engine) as engine_for,
     ):
         run = functools.partial(_run, settings, lines, list_name, options, engine_for, console)
-        where = settings.origins.get("output_dir", "")
-        folder = prepare_output_dir(Path(settings.output_dir), where)
-        if not options.use_state:
+        if to_stdout:
+            folder = None
+            run = functools.partial(run, stdout=stdout if stdout is not None else sys.stdout)
+        else:
+            where = settings.origins.get("output_dir", "")
+            folder = prepare_output_dir(Path(settings.output_dir), where)
+        if not options.use_state or (folder is None and not settings.state_file):
             return run(folder, None, count_path, on_record)
-        state_path = Path(settings.state_file or folder / "state.sqlite")
+        state_path = Path(settings.state_file or Path(str(folder)) / "state.sqlite")
         lock = RunLock(state_path.with_name(state_path.name + ".lock"))
         lock.acquire(options.wait_lock_s)
         try:
@@ -90,6 +110,14 @@ def scrape(
                 state.close()
         finally:
             lock.release()
+
+
+def _verbosity(settings: Settings, options: RunOptions) -> int:
+    if options.debug:
+        return DEBUG
+    if options.verbosity is not None:
+        return options.verbosity
+    return QUIET if settings.quiet else NORMAL
 
 
 @contextmanager
@@ -115,17 +143,27 @@ def _engine_maker(settings: Settings, given: MakeEngine | None) -> Iterator[Make
 
 def _run(
     settings: Settings,
-    lines: BinaryIO,
+    lines: LineStream,
     list_name: str,
     options: RunOptions,
     engine_for: MakeEngine,
     console: Console,
-    folder: Path,
+    folder: Path | None,
     state: StateStore | None,
     count_path: Path | None,
     on_record: Callable[[dict[str, Any]], None] | None,
+    stdout: TextIO | None = None,
 ) -> ExitCode:
-    sink, resumed = _open_run(settings, list_name, options, folder, state)
+    if console.verbosity > NORMAL:
+        console.write(f"config: {settings.config_file or 'none (defaults and flags only)'}")
+    if folder is None:
+        assert stdout is not None
+        if state is not None:
+            state.abandon_unfinished()
+        sink: RecordSink = StdoutSink(stdout, new_run_id())
+        resumed = Resumed(active=False)
+    else:
+        sink, resumed = _open_run(settings, list_name, options, folder, state)
     limit_malloc_arenas()
     events = RunEvents()
     engine = engine_for(events, state, not options.full, frozenset(resumed.lines))
@@ -137,12 +175,26 @@ def _run(
     if count_path is not None:
         _count_lines_in_background(count_path, console, len(resumed.lines))
 
+    previous = PreviousRecords(folder, settings.format) if folder is not None else None
+
     def write(record: PageRecord) -> None:
+        page_state = record.state
         if not (settings.changed_only and record.outcome is Outcome.UNCHANGED):
-            sink.write(record)
-        if state is not None and record.state is not None:
-            state.update(record.state, time.time())
-        console.advance(record.outcome in (Outcome.FAILED, Outcome.INVALID))
+            if record.outcome is Outcome.UNCHANGED and previous is not None:
+                record = completed(record, previous)
+                page_state = record.state
+            ref = sink.write(record)
+            if isinstance(sink, StdoutSink) and sink.broken and not events.stop.is_set():
+                log.warning("standard output was closed: stopping")
+                events.stop.set()
+            full = record.outcome is Outcome.OK or complete(record)
+            if ref and full and page_state is not None and page_state.validators is not None:
+                validators = dataclasses.replace(page_state.validators, record_ref=ref)
+                page_state = dataclasses.replace(page_state, validators=validators)
+        if state is not None and page_state is not None:
+            state.update(page_state, time.time())
+        failed = record.outcome in (Outcome.FAILED, Outcome.INVALID)
+        console.advance(failed, record_line(record) if failed or console.verbosity > NORMAL else "")
         if on_record is not None:
             on_record(record.to_dict())
 
@@ -158,6 +210,9 @@ def _run(
         except BaseException:
             sink.abandon()
             raise
+        finally:
+            if previous is not None:
+                previous.close()
     console.close_bar()
     if counts.records == 0:
         log.warning("%s: no URLs in the list (blank lines and # comments only)", list_name)
@@ -170,15 +225,49 @@ def _run(
             f"aborted; records so far are in {sink.part_path} (scrape --resume finishes the run)"
         )
         return code
+    summary["config"] = settings.config_file or None
     summary["output"] = str(sink.finish(summary))
     if state is not None:
         state.end_run(summary)
     if settings.metrics_file:
         write_metrics(Path(settings.metrics_file), summary, started_ts, time.time())
-    if settings.keep_runs:
-        prune_runs(folder, settings.keep_runs, sink.run_id)
+    if settings.keep_runs and folder is not None:
+        still_read = state.referenced_runs() if state is not None else set()
+        prune_runs(folder, settings.keep_runs, sink.run_id, still_read)
     console.summary(summary)
     return code
+
+
+def completed(record: PageRecord, previous: PreviousRecords) -> PageRecord:
+    """An unchanged page's record with the fields and `data` of its last full record; when
+    that record cannot be read (its file was deleted), as it is, with a warning, and the
+    URL's validators forgotten so that the next run fetches and parses it in full."""
+    validators = record.state.validators if record.state is not None else None
+    if validators is None or not validators.record_ref:
+        return record  # a state from before records were completed, or --changed-only ones
+    old = previous.fields(validators.record_ref)
+    if old is None:
+        log.warning(
+            "line %d: %s: unchanged, but its last full record (%s) is gone: written without "
+            "its fields; the next run fetches it in full",
+            record.line_no,
+            mask_passwords(record.url),
+            validators.record_ref.split("/")[0],
+        )
+        assert record.state is not None
+        return dataclasses.replace(record, state=dataclasses.replace(record.state, forget=True))
+    return dataclasses.replace(record, fields={**old, **record.fields})
+
+
+def record_line(record: PageRecord) -> str:
+    """A record in words, as -v shows each and a failed quiet run its first failures:
+    "line 3: https://a.example/x: failed: timeout: no response after 15 s"."""
+    what = record.outcome.value
+    if record.error is not None:
+        what += f": {record.error.kind.value}: {record.error.message}"
+    elif record.fields.get("status"):
+        what += f" ({record.fields['status']})"
+    return f"line {record.line_no}: {mask_passwords(record.url)}: {what}"
 
 
 def _open_run(

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS pages (
     last_error TEXT,
     fetched_at REAL,              -- unix time of the last fetch
     changed_at REAL,              -- unix time the content last changed
-    failures INTEGER NOT NULL DEFAULT 0   -- failed runs in a row
+    failures INTEGER NOT NULL DEFAULT 0,  -- failed runs in a row
+    record_ref TEXT               -- "<run>/<offset>/<length>": its last full record
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
     run TEXT PRIMARY KEY,
@@ -97,6 +98,9 @@ class StateStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(pages)")}
+        if "record_ref" not in columns:  # a state from before complete unchanged records
+            self._db.execute("ALTER TABLE pages ADD COLUMN record_ref TEXT")
         self._in_transaction = False
         self._pending: list[PageState] = []
         self._local = threading.local()
@@ -111,7 +115,10 @@ class StateStore:
             return None
         row = (
             self._reader()
-            .execute("SELECT etag, last_modified, content_hash FROM pages WHERE url = ?", (url,))
+            .execute(
+                "SELECT etag, last_modified, content_hash, record_ref FROM pages WHERE url = ?",
+                (url,),
+            )
             .fetchone()
         )
         return Validators(*row) if row else None
@@ -128,7 +135,7 @@ class StateStore:
             rows = (
                 self._reader()
                 .execute(
-                    "SELECT url, etag, last_modified, content_hash FROM pages "
+                    "SELECT url, etag, last_modified, content_hash, record_ref FROM pages "
                     f"WHERE url IN ({marks})",
                     chunk,
                 )
@@ -176,11 +183,12 @@ class StateStore:
         self._begin()
         self._db.executemany(
             "INSERT INTO pages (url, etag, last_modified, content_hash, last_status,"
-            " last_outcome, last_error, fetched_at, changed_at, failures)"
-            " VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, 0)"
+            " last_outcome, last_error, fetched_at, changed_at, failures, record_ref)"
+            " VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, 0, ?)"
             " ON CONFLICT(url) DO UPDATE SET etag = coalesce(excluded.etag, etag),"
             " last_modified = coalesce(excluded.last_modified, last_modified),"
             " content_hash = coalesce(excluded.content_hash, content_hash),"
+            " record_ref = coalesce(excluded.record_ref, record_ref),"
             " last_status = excluded.last_status, last_outcome = excluded.last_outcome,"
             " last_error = NULL, fetched_at = excluded.fetched_at,"
             " changed_at = CASE WHEN ? THEN excluded.fetched_at ELSE changed_at END,"
@@ -195,7 +203,24 @@ class StateStore:
             " fetched_at = excluded.fetched_at, failures = failures + 1",
             [(p.url, p.status, p.outcome, p.error, now) for p in failed],
         )
+        forgotten = [(p.url,) for p in pages if p.forget]
+        if forgotten:  # the next run fetches these in full
+            self._db.executemany(
+                "UPDATE pages SET etag = NULL, last_modified = NULL, content_hash = NULL,"
+                " record_ref = NULL WHERE url = ?",
+                forgotten,
+            )
         self._commit()
+
+    def referenced_runs(self) -> set[str]:
+        """The runs whose files hold some URL's last full record (retention keeps them)."""
+        with self._lock:
+            self._write_pending(time.time())
+            rows = self._db.execute(
+                "SELECT DISTINCT substr(record_ref, 1, instr(record_ref, '/') - 1) FROM pages"
+                " WHERE record_ref IS NOT NULL"
+            ).fetchall()
+        return {row[0] for row in rows}
 
     def begin_run(self, run: str, list_name: str, started_at: str) -> None:
         with self._lock:
@@ -316,5 +341,6 @@ def _fetched_row(page: PageState, now: float) -> tuple[Any, ...]:
         page.outcome,
         now,
         now,
+        v.record_ref,
         page.changed,
     )

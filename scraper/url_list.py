@@ -5,11 +5,12 @@ distinct URL), never with the list; a line over MAX_LINE_BYTES is never held who
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import time
 from array import array
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from scraper.records import DuplicateLine, InvalidLine, UrlTask
 from scraper.urls import SHOWN_CHARS, InvalidUrl, normalize_url, redact_url, shorten
@@ -26,7 +27,13 @@ YIELD_EVERY = 1024  # lines between GIL releases: ~1 ms of reading (measured 1 Â
 ListEntry = UrlTask | InvalidLine | DuplicateLine
 
 
-def read_url_list(stream: BinaryIO) -> Iterator[ListEntry]:
+class LineStream(Protocol):
+    """What a list is read from: a binary file, standard input, or ListSources."""
+
+    def readline(self, limit: int = -1, /) -> bytes: ...
+
+
+def read_url_list(stream: LineStream) -> Iterator[ListEntry]:
     """Yield one entry per line that holds anything; blank and `#` comment lines are skipped.
 
     Line numbers are physical (1-based, blank and comment lines counted).
@@ -37,7 +44,7 @@ def read_url_list(stream: BinaryIO) -> Iterator[ListEntry]:
 class UrlListReader:
     """The entries of a list (iterate), and, once a run stops, the lines not read yet."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: LineStream) -> None:
         self._lines = _physical_lines(stream)
         self._seen = DuplicateIndex()
 
@@ -61,7 +68,7 @@ class UrlListReader:
                 yield line_no, shorten(redact_url(text))
 
 
-def _physical_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
+def _physical_lines(stream: LineStream) -> Iterator[tuple[int, bytes, bool]]:
     """(line number, bytes, whole) per line; a line over MAX_LINE_BYTES comes cut, whole=False."""
     line_no = 0
     while True:
@@ -157,3 +164,49 @@ def count_url_lines(path: str | os.PathLike[str]) -> int:
             if text and not text.startswith(b"#"):
                 count += 1
     return count
+
+
+class ListSources:
+    """URLs given as arguments and list files (`-`: standard input), read one after another as
+    one list, as wget reads its URL arguments and its -i file: line numbers run on across
+    them (a URL argument is one line). A binary stream to UrlListReader: readline() only."""
+
+    def __init__(self, sources: list[tuple[str, BinaryIO | bytes]]) -> None:
+        # (name, opened stream) or (name, the bytes of URL arguments)
+        self.sources = [
+            (name, io.BytesIO(item) if isinstance(item, bytes) else item) for name, item in sources
+        ]
+        self._at = 0
+        self._start = True  # at the start of a source: a BOM there is dropped
+
+    def readline(self, limit: int = -1) -> bytes:
+        while self._at < len(self.sources):
+            stream = self.sources[self._at][1]
+            raw = stream.readline(limit)
+            if raw:
+                if self._start and raw.startswith(BOM):
+                    raw = raw[len(BOM) :]
+                self._start = raw.endswith(b"\n")  # a cut long line goes on in the same source
+                if self._start or len(raw) >= limit > 0:
+                    return raw
+                return raw + b"\n"  # a source's last line without its newline
+            self._at += 1
+            self._start = True
+        return b""
+
+    def seekable(self) -> bool:
+        """Files all (a pipe is not): the reader may then read ahead in batches."""
+        try:
+            return all(stream.seekable() for _, stream in self.sources)
+        except (AttributeError, OSError, ValueError):
+            return False
+
+    def close(self) -> None:
+        for _, stream in self.sources:
+            stream.close()
+
+    def __enter__(self) -> ListSources:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

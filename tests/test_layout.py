@@ -39,7 +39,7 @@ ALLOWED: dict[str, frozenset[str]] = {
         "cluster": ("scraper", "config", "errors", "records", "urls", "url_list", "pipeline"),
         "run": (
             *("config", "console", "errors", "exit_codes", "records", "state", "url_list"),
-            *("output", "pipeline", "cluster"),
+            *("urls", "output", "pipeline", "cluster"),
         ),
         "demo": (),
         "bench": (
@@ -50,7 +50,10 @@ ALLOWED: dict[str, frozenset[str]] = {
             *("bench", "config", "demo", "errors", "exit_codes", "fetch", "parse", "records"),
             *("run", "state", "urls"),
         ),
-        "cli": ("scraper", "commands", "config", "errors", "exit_codes", "run"),
+        "cli": (
+            *("scraper", "commands", "config", "errors", "exit_codes", "run"),
+            *("console", "url_list", "urls"),  # verbosity levels; URL arguments and lists
+        ),
         "__main__": ("cli",),
     }.items()
 }

@@ -278,7 +278,8 @@ def bench_incremental(args: argparse.Namespace, out: TextIO, work: Path) -> bool
 
 
 def state_size_for(count: int, path: Path) -> int:
-    """Bytes of a state database holding `count` URLs with realistic validators."""
+    """Bytes of a state database holding `count` URLs with realistic validators and the
+    place of each URL's last full record (a run id, an offset into a big file, a length)."""
     from scraper.records import PageState, Validators
     from scraper.state import StateStore
 
@@ -287,7 +288,10 @@ def state_size_for(count: int, path: Path) -> int:
     for n in range(count):
         url = f"https://www.example-news-site.com/section/2026/11/26/article-{n:08d}.html"
         validators = Validators(
-            f'W/"{n:016x}-5f3a2b"', "Wed, 26 Nov 2026 16:13:20 GMT", "sha256:" + f"{n:064x}"
+            f'W/"{n:016x}-5f3a2b"',
+            "Wed, 26 Nov 2026 16:13:20 GMT",
+            "sha256:" + f"{n:064x}",
+            f"20261126T161320Z/{n * 21_567:d}/21567",
         )
         store.update(PageState(url, "ok", 200, None, validators, True), now)
         store.commit_due(now)

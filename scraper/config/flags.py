@@ -41,13 +41,24 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Settings field: `--threads`, `--page-deadline`, `-o/--output-dir`..."""
     group = parser.add_argument_group("settings (each also a key in the YAML file)")
     short = {"output_dir": ["-o"], "quiet": ["-q"], "threads": ["-t"], "processes": ["-p"]}
+    # Names wget and curl users reach for, where the meaning is the same.
+    short |= {"user_agent": ["-U"]}
+    aliases = {"host_delay_s": ["--wait"]}
     for name, spec in SETTING_FIELDS.items():
         if spec.metadata.get("flag") is False:
             continue
-        names = [*short.get(name, []), flag_name(name)]
+        names = [*short.get(name, []), flag_name(name), *aliases.get(name, [])]
         help_text = f"{spec.metadata['help']} (default: {_shown_default(spec)})"
         kind = str(spec.type)
-        if kind == "bool":  # --obey-robots / --no-obey-robots
+        if name == "quiet":  # -q: the setting; -qq: not even a failed run's report
+            group.add_argument(
+                *names,
+                dest=name,
+                action="count",
+                default=None,
+                help=f"{help_text}; -qq: nothing at all",
+            )
+        elif kind == "bool":  # --obey-robots / --no-obey-robots
             group.add_argument(
                 *names,
                 dest=name,
@@ -88,6 +99,16 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
                 help=help_text,
             )
 
+    group.add_argument(
+        "-T",
+        "--timeout",
+        dest="timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="connect_timeout_s and read_timeout_s together (as wget -T), unless given apart",
+    )
+
 
 def _int_list(text: str) -> list[int]:
     try:
@@ -108,12 +129,17 @@ def _shown_default(spec: Any) -> str:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the config file and the flags; raises ConfigError."""
     overrides: dict[str, Any] = {}
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None:
+        overrides = {"connect_timeout_s": timeout, "read_timeout_s": timeout}
     for name in SETTING_FIELDS:
         value = getattr(args, name, None)
         if value is None:
             continue
         if name == "headers":
             value = _parse_headers(value)
+        if name == "quiet":
+            value = bool(value)
         overrides[name] = value
     path = args.config if args.config is not None else default_config_path()
     return build_settings(path, overrides)

@@ -157,12 +157,18 @@ class Settings:
     cluster: str = _setting(
         "", "run on Dask: a scheduler address (tcp://host:8786) or local:N; empty: here"
     )
-    quiet: bool = _setting(False, "no progress bar and no summary; errors only")
+    quiet: bool = _setting(
+        False,
+        "for cron: nothing on stderr while all is well; a run that exits non-zero prints its "
+        "summary and first failures",
+    )
     # Not a setting: where each setting that was given came from ("config/x.yaml:3",
     # "command line: --output-dir"), for problems found after loading (the output folder's).
     origins: dict[str, str] = field(
         default_factory=dict, compare=False, repr=False, metadata={"setting": False}
     )
+    # Not a setting either: the settings file this run read ("" for none), for the summary.
+    config_file: str = field(default="", compare=False, metadata={"setting": False})
 
     def effective_processes(self) -> int:
         """`processes`, with 0 resolved to the number of usable CPU cores."""
@@ -196,12 +202,27 @@ def build_settings(path: Path | None, overrides: Mapping[str, Any]) -> Settings:
     for name, value in overrides.items():
         origins[name] = "command line: " + flag_name(name)
         values[name] = check_value(name, value, where=origins[name])
-    return Settings(**values, origins=origins)
+    return Settings(**values, origins=origins, config_file=str(path) if path else "")
 
 
-def default_config_path() -> Path | None:
-    """config/scraper.yaml in the working directory when it exists."""
-    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The settings file when -c is not given: $SCRAPER_CONFIG (a file it names must exist:
+    reading it is then a config error), else ./config/scraper.yaml, else
+    $XDG_CONFIG_HOME/scraper/config.yaml (~/.config/scraper/config.yaml when the variable is
+    unset or not an absolute path, as the XDG spec says), the first that is set or exists."""
+    env = os.environ if environ is None else environ
+    if env.get("SCRAPER_CONFIG"):
+        return Path(env["SCRAPER_CONFIG"])
+    if DEFAULT_CONFIG_PATH.is_file():
+        return DEFAULT_CONFIG_PATH
+    base = env.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):
+        home = os.path.expanduser("~")  # falls back to the password database without HOME
+        if home == "~":
+            return None
+        base = os.path.join(home, ".config")
+    user = Path(base) / "scraper" / "config.yaml"
+    return user if user.is_file() else None
 
 
 def load_yaml_settings(path: Path, origins: dict[str, str] | None = None) -> dict[str, Any]:

@@ -23,14 +23,20 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # what a saved page's file name may n
 RUN_NAME = re.compile(r"^(\d{8}T\d{6}Z(?:-\d{3})?)\.(jsonl|csv|summary\.json)$")
 
 
-def prune_runs(folder: Path, keep: int, current: str) -> list[Path]:
-    """Delete the files of all but the newest `keep` runs (never `current`); returns them."""
+def prune_runs(
+    folder: Path, keep: int, current: str, still_read: set[str] | frozenset[str] = frozenset()
+) -> list[Path]:
+    """Delete the files of all but the newest `keep` runs (never `current`, nor a run in
+    `still_read`: it holds a URL's last full record, which an unchanged record is completed
+    from); returns them."""
     runs: dict[str, list[Path]] = {}
     for path in folder.iterdir():
         match = RUN_NAME.match(path.name)
         if match and path.is_file() and not path.is_symlink():
             runs.setdefault(match.group(1), []).append(path)
-    doomed = [run for run in sorted(runs, reverse=True)[keep:] if run != current]
+    doomed = [
+        run for run in sorted(runs, reverse=True)[keep:] if run != current and run not in still_read
+    ]
     removed = []
     for run in doomed:
         for path in runs[run]:

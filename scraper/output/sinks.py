@@ -17,7 +17,7 @@ import os
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -76,6 +76,14 @@ def flat_record(record: PageRecord) -> dict[str, Any]:
     return row
 
 
+def complete(record: PageRecord) -> bool:
+    """An unchanged record that carries its page's fields (from its last full record)."""
+    return record.outcome is Outcome.UNCHANGED and bool(record.fields.keys() - UNCHANGED_OWN)
+
+
+UNCHANGED_OWN = frozenset({"final_url", "status", "content_hash"})  # an unchanged page's own
+
+
 class RecordSink:
     """One run's record file; subclasses format records. Use as a context manager."""
 
@@ -101,11 +109,15 @@ class RecordSink:
             candidate = f"{run_id}-{n:03d}"  # sorts after run_id, and in order
         return candidate
 
-    def write(self, record: PageRecord) -> None:
+    def write(self, record: PageRecord) -> str | None:
         """Buffered: the run calls flush() when no record waits (a killed run loses at most
-        those records, whose state was not committed either, so --resume fetches them again)."""
-        self.handle.write(self.format(record))
+        those records, whose state was not committed either, so --resume fetches them again).
+        Returns where the record is ("<run>/<offset>/<length>", output/previous.py)."""
+        data = self.format(record)
+        offset = self.handle.tell()
+        self.handle.write(data)
         self.count += 1
+        return f"{self.run_id}/{offset}/{len(data)}"
 
     def flush(self) -> None:
         self.handle.flush()
@@ -200,16 +212,16 @@ class SqliteSink(JsonLinesSink):
             if column not in have:
                 self.db.execute(f"ALTER TABLE records ADD COLUMN {_quoted(column)}")
 
-    def write(self, record: PageRecord) -> None:
+    def write(self, record: PageRecord) -> str | None:
         if record.outcome in (Outcome.OK, Outcome.UNCHANGED, Outcome.FAILED):
             self._upsert(record)
-        super().write(record)
+        return super().write(record)
 
     def _upsert(self, record: PageRecord) -> None:
         row = flat_record(record)
         row["run_id"] = self.run_id
         row["checked_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if record.outcome is Outcome.OK:
+        if record.outcome is Outcome.OK or complete(record):
             update = self.columns
         elif record.outcome is Outcome.FAILED:
             update = (*self.KEEP_ON_FAILURE, "line", "run_id", "checked_at")
@@ -234,6 +246,51 @@ class SqliteSink(JsonLinesSink):
 
 def _quoted(column: str) -> str:
     return '"' + column.replace('"', '""') + '"'
+
+
+class StdoutSink(RecordSink):
+    """`-o -`: JSON lines on standard output, flushed with each burst of records (the
+    console and the summary stay on stderr). No file, no summary file. Once the reader goes
+    away (`scrape ... -o - | head -1`), `broken` is set and the run stops."""
+
+    def __init__(self, stream: TextIO, run_id: str) -> None:  # noqa: D107 (no file to open)
+        self.stream, self.run_id = stream, run_id
+        self.folder = self.final_path = self.part_path = Path("-")
+        self.count = 0
+        self.broken = False
+
+    def write(self, record: PageRecord) -> str | None:
+        if self.broken:
+            return None
+        try:
+            self.stream.write(orjson.dumps(record.to_dict()).decode() + "\n")
+        except (BrokenPipeError, ValueError):  # the reader closed the pipe (or the stream)
+            self._broke()
+        self.count += 1
+        return None  # nothing to read back later
+
+    def _broke(self) -> None:
+        self.broken = True
+        try:  # so that Python's own flush at exit does not complain of the pipe again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._broke()
+
+    def finish(self, summary: dict[str, Any]) -> Path:
+        self.flush()
+        return self.final_path
+
+    def abandon(self) -> None:
+        self.flush()
 
 
 def open_sink(settings: Any, folder: Path, run_id: str, append: bool = False) -> RecordSink:

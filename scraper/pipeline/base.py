@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from scraper.records import Outcome, PageRecord, Validators
-from scraper.url_list import ListEntry
+from scraper.url_list import LineStream, ListEntry
 
 
 class ValidatorSource(Protocol):
@@ -28,7 +28,7 @@ class ValidatorSource(Protocol):
     def lookup_many(self, urls: list[str]) -> dict[str, Validators]: ...
 
 
-Source = BinaryIO | Iterable[ListEntry]  # the list's bytes, or entries already read
+Source = LineStream | Iterable[ListEntry]  # the list's bytes, or entries already read
 Write = Callable[[PageRecord], None]
 
 

@@ -294,7 +294,7 @@ class Pipeline:
         """Queue each URL line for its host. After a stop the lines not yet read get skipped
         records at full speed, not checked as URLs (--resume does that): on a long list a
         Ctrl-C ends the run in seconds, and every line of the list still has its record."""
-        reader = UrlListReader(lines) if hasattr(lines, "read") else None  # type: ignore[arg-type]
+        reader = UrlListReader(lines) if hasattr(lines, "readline") else None  # type: ignore[arg-type]
         entries: Iterator[ListEntry] = iter(reader if reader is not None else lines)  # type: ignore[arg-type]
         batch: list[UrlTask] = []
         size, limit = 1, (LOOKUP_BATCH if _seekable(lines) and self.state is not None else 1)

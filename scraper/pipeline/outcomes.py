@@ -47,7 +47,8 @@ def failed_record(
 def validators_of(page: FetchedPage, known: Validators | None) -> Validators:
     etag = page.headers.get("etag") or (known.etag if known else None)
     modified = page.headers.get("last-modified") or (known.last_modified if known else None)
-    return Validators(etag, modified, page.content_hash or (known.content_hash if known else None))
+    content_hash = page.content_hash or (known.content_hash if known else None)
+    return Validators(etag, modified, content_hash, known.record_ref if known else None)
 
 
 def unchanged_record(task: UrlTask, page: FetchedPage, known: Validators | None) -> PageRecord:

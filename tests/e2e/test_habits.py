@@ -18,9 +18,11 @@ def test_abbreviated_flags_are_refused_with_a_did_you_mean(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     urls = write_list(tmp_path / "urls.txt", ["http://127.0.0.1:9/"])
-    assert cli.main([str(urls), "--wait", "1"], stderr=io.StringIO()) == 2
+    assert cli.main([str(urls), "--wait-lok", "1"], stderr=io.StringIO()) == 2
     err = capsys.readouterr().err
-    assert "unrecognized arguments: --wait 1 (did you mean --wait-lock?)" in err
+    assert "unrecognized arguments: --wait-lok 1 (did you mean --wait-lock?)" in err
+    assert cli.main([str(urls), "--thread", "4"], stderr=io.StringIO()) == 2
+    assert "(did you mean --threads?)" in capsys.readouterr().err
 
 
 def test_version_with_dash_v(capsys: pytest.CaptureFixture[str]) -> None:
