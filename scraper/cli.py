@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,10 @@ def main(
 
     The one place where the project's errors become exit codes: a ScraperError is one line on
     stderr and its class's exit code (ConfigError 2, Locked 75); argparse's own exits pass."""
+    if argv is None and "_ARGCOMPLETE" in os.environ:  # the shell asks for completions
+        from scraper.commands.manual import complete
+
+        complete(build_parser)
     args_list = list(sys.argv[1:] if argv is None else argv)
     err = stderr if stderr is not None else sys.stderr
     out = stdout if stdout is not None else sys.stdout
@@ -63,6 +68,14 @@ def _dispatch(
         from scraper.commands.bench import run_bench
 
         return run_bench(rest, out)
+    if command in ("completion", "man"):
+        from scraper.commands.manual import run_completion, run_man
+
+        return (
+            run_completion(rest, out)
+            if command == "completion"
+            else run_man(rest, out, build_parser)
+        )
     return _scrape(args_list, stdin, out, err, is_tty)
 
 
@@ -89,6 +102,13 @@ def _scrape(
     options = RunOptions(
         args.resume, args.full, args.wait_lock, args.debug, not args.no_state, verbosity
     )
+    if args.dry_run:
+        from scraper.commands.dry_run import dry_run
+
+        with ListSources(
+            [(n, _open_list(n, stream) if k == "file" else n.encode() + b"\n") for k, n in sources]
+        ) as lines:
+            return dry_run(settings, lines, out)
     opened = [
         (name, _open_list(name, stream) if kind == "file" else name.encode() + b"\n")
         for kind, name in sources
@@ -122,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         usage="scrape [options] URL|LIST ... [-i LIST]\n       scrape demo [options]\n"
         "       scrape bench [options]\n"
         "       scrape history|report [-o DIR]\n       scrape check [-c FILE]\n"
-        "       scrape try URL_OR_FILE [-c FILE] [--url URL]",
+        "       scrape try URL_OR_FILE [-c FILE] [--url URL]\n"
+        "       scrape completion bash|zsh|fish; scrape man",
         description="Fetch the URLs given (an argument with :// in it) and those of each list "
         "file (one URL per line; - for standard input) with a pool of download threads, parse "
         "the pages in worker processes, and write one record per URL to the output folder (-o - "
@@ -172,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--full",
         action="store_true",
         help="ignore what earlier runs stored: no conditional requests, parse all",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read the list and config, fetch only robots.txt, and print per host what a "
+        "run would fetch, skip as duplicate or be refused; then exit",
     )
     run.add_argument(
         "--no-state",

@@ -9,7 +9,9 @@ version lookup through importlib.metadata).
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import sys
 import threading
 from collections.abc import Mapping
@@ -116,13 +118,16 @@ class Console:
     def start_bar(self, total: int | None) -> None:
         """Show the bar (when on a terminal and not quiet); total may be unknown."""
         if self.show_bar and self.bar is None:
+            # A terminal that reports no size (a bare pseudo-terminal, a serial console)
+            # would get a bar of no columns and rows, that is none: 80 by 24 then.
+            width = {"dynamic_ncols": True} if _columns(self.stream) else {"ncols": 80, "nrows": 24}
             self.bar = _tqdm()(
                 total=total,
                 file=self.stream,
                 unit="url",
-                dynamic_ncols=True,
                 smoothing=0.1,
                 mininterval=0.2,
+                **width,
             )
 
     def set_total(self, total: int) -> None:
@@ -185,6 +190,13 @@ class Console:
         self.say(line)
         if summary.get("output"):
             self.say(f"records: {_where(summary['output'])}")
+
+
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return 0
 
 
 def _where(output: str) -> str:

@@ -132,6 +132,9 @@ class PageRecord:
     error: ErrorInfo | None = None
     attempts: int = 0
     state: PageState | None = None  # for the state store; not part of the output
+    # An unchanged record's page fields as the JSON-lines text of its last full record, after
+    # its "status" (output/previous.py): written as they are, not decoded and encoded again.
+    raw_tail: bytes | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as written: line, url, outcome, attempts, then fields or error."""

@@ -35,7 +35,7 @@ from scraper.output.folder import (
 )
 from scraper.output.metrics import write_metrics
 from scraper.output.previous import PreviousRecords
-from scraper.output.sinks import RecordSink, StdoutSink, complete, open_sink
+from scraper.output.sinks import JsonLinesSink, RecordSink, StdoutSink, complete, open_sink
 from scraper.pipeline.base import MakeEngine, RunCounts, RunEvents, run_summary
 from scraper.pipeline.engine import Pipeline
 from scraper.records import Outcome, PageRecord
@@ -176,12 +176,14 @@ def _run(
         _count_lines_in_background(count_path, console, len(resumed.lines))
 
     previous = PreviousRecords(folder, settings.format) if folder is not None else None
+    # Plain JSON lines, read by nobody in between: an unchanged record's text is spliced.
+    splice = type(sink) is JsonLinesSink and on_record is None
 
     def write(record: PageRecord) -> None:
         page_state = record.state
         if not (settings.changed_only and record.outcome is Outcome.UNCHANGED):
             if record.outcome is Outcome.UNCHANGED and previous is not None:
-                record = completed(record, previous)
+                record = completed(record, previous, splice)
                 page_state = record.state
             ref = sink.write(record)
             if isinstance(sink, StdoutSink) and sink.broken and not events.stop.is_set():
@@ -238,13 +240,16 @@ def _run(
     return code
 
 
-def completed(record: PageRecord, previous: PreviousRecords) -> PageRecord:
-    """An unchanged page's record with the fields and `data` of its last full record; when
-    that record cannot be read (its file was deleted), as it is, with a warning, and the
-    URL's validators forgotten so that the next run fetches and parses it in full."""
+def completed(record: PageRecord, previous: PreviousRecords, splice: bool) -> PageRecord:
+    """An unchanged page's record with the fields and `data` of its last full record (with
+    `splice`, as that record's JSON text: output/previous.py); when that record cannot be
+    read (its file was deleted), as it is, with a warning, and the URL's validators
+    forgotten so that the next run fetches and parses it in full."""
     validators = record.state.validators if record.state is not None else None
     if validators is None or not validators.record_ref:
         return record  # a state from before records were completed, or --changed-only ones
+    if splice and (tail := previous.tail(validators.record_ref)) is not None:
+        return dataclasses.replace(record, raw_tail=tail)
     old = previous.fields(validators.record_ref)
     if old is None:
         log.warning(

@@ -137,7 +137,7 @@ def run_script(
 ) -> subprocess.CompletedProcess[str]:
     """The console script in `cwd`; per-host limits lifted (UNLIMITED) unless `polite`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    commands = ("demo", "bench", "history", "report", "check", "try")
+    commands = ("demo", "bench", "history", "report", "check", "try", "completion", "man")
     if args and args[0] not in commands and not polite:
         args = [*args, *UNLIMITED]
     return subprocess.run(

@@ -48,7 +48,7 @@ ALLOWED: dict[str, frozenset[str]] = {
         ),
         "commands": (
             *("bench", "config", "demo", "errors", "exit_codes", "fetch", "parse", "records"),
-            *("run", "state", "urls"),
+            *("run", "state", "urls", "url_list", "scraper"),
         ),
         "cli": (
             *("scraper", "commands", "config", "errors", "exit_codes", "run"),

@@ -24,8 +24,8 @@ from scraper.config.flags import Parser
 # -- reports -----------------------------------------------------------------------------
 
 
-def run_bench(argv: Sequence[str], out: TextIO) -> int:
-    """`scrape bench`; exits 0 when every figure is within its limit, 1 otherwise."""
+def bench_parser() -> Parser:
+    """The parser of `scrape bench`."""
     parser = Parser(
         prog="scrape bench",
         description="Measure the scraper against the local demo site and print each figure "
@@ -74,6 +74,12 @@ def run_bench(argv: Sequence[str], out: TextIO) -> int:
         choices=("models", "memory", "incremental", "extract", "cluster", "web"),
         help="skip the main figures",
     )
+    return parser
+
+
+def run_bench(argv: Sequence[str], out: TextIO) -> int:
+    """`scrape bench`; exits 0 when every figure is within its limit, 1 otherwise."""
+    parser = bench_parser()
     args = parser.parse_args(argv)
     ok = True
     with tempfile.TemporaryDirectory(prefix="scrape-bench-") as tmp:

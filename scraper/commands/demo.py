@@ -17,12 +17,8 @@ from scraper.errors import ConfigError
 from scraper.exit_codes import EXIT_CODES_HELP, ExitCode
 
 
-def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCode:
-    """`scrape demo`: serve the bundled site on 127.0.0.1, scrape it, check the records."""
-    from scraper.demo.server import DemoServer
-    from scraper.demo.site import DemoSite, check_records, demo_url_lines
-    from scraper.run import RunOptions, scrape
-
+def demo_parser() -> Parser:
+    """The parser of `scrape demo` (its --help, completion and the man page)."""
     parser = Parser(
         prog="scrape demo",
         description="Serve the bundled demo site on 127.0.0.1 (no internet needed), scrape it "
@@ -52,6 +48,16 @@ def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCo
     parser.add_argument("-c", "--config", metavar="FILE", type=Path, help="settings file")
     parser.add_argument("--debug", action="store_true", help="log details and tracebacks")
     add_setting_flags(parser)
+    return parser
+
+
+def run_demo(argv: Sequence[str], stderr: TextIO, is_tty: bool | None) -> ExitCode:
+    """`scrape demo`: serve the bundled site on 127.0.0.1, scrape it, check the records."""
+    from scraper.demo.server import DemoServer
+    from scraper.demo.site import DemoSite, check_records, demo_url_lines
+    from scraper.run import RunOptions, scrape
+
+    parser = demo_parser()
     args = parser.parse_args(argv)
     if args.pages < 1:
         parser.error("--pages must be at least 1")

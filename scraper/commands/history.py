@@ -14,8 +14,8 @@ from scraper.errors import ConfigError
 from scraper.state import StateStore
 
 
-def run_history(kind: str, argv: Sequence[str], out: TextIO) -> int:
-    """Print the history or the report; raises ConfigError (exit 2) without a state."""
+def history_parser(kind: str) -> Parser:
+    """The parser of `scrape history` or `scrape report`."""
     parser = Parser(
         prog=f"scrape {kind}",
         description="Recent runs, newest first."
@@ -36,6 +36,12 @@ def run_history(kind: str, argv: Sequence[str], out: TextIO) -> int:
             default=2,
             help="failed runs in a row to be listed (default 2)",
         )
+    return parser
+
+
+def run_history(kind: str, argv: Sequence[str], out: TextIO) -> int:
+    """Print the history or the report; raises ConfigError (exit 2) without a state."""
+    parser = history_parser(kind)
     args = parser.parse_args(argv)
     settings = build_settings(args.config or default_config_path(), {})
     folder = Path(args.output_dir or settings.output_dir)

@@ -20,13 +20,34 @@ SHOWN_TEXT_CHARS = 300  # `try` shortens the page text and link list; the data i
 SHOWN_LINKS = 10
 
 
-def run_check(argv: list[str], out: TextIO, err: TextIO) -> int:
-    """`scrape check [-c FILE]`: 0 when the settings are usable, 2 (one line) when not."""
+def check_parser() -> Parser:
+    """The parser of `scrape check`."""
     parser = Parser(
         prog="scrape check",
         description="Validate a settings file and its extraction rules without fetching.",
     )
     parser.add_argument("-c", "--config", metavar="FILE", type=Path, help="settings file")
+    return parser
+
+
+def try_parser() -> Parser:
+    """The parser of `scrape try`."""
+    parser = Parser(
+        prog="scrape try",
+        description="Run the extraction rules on one saved page or one URL and print the "
+        "record (page text and links shortened). A file is matched to a site by --url.",
+    )
+    parser.add_argument("page", metavar="URL_OR_FILE", help="an http(s) URL or a saved HTML file")
+    parser.add_argument("-c", "--config", metavar="FILE", type=Path, help="settings file")
+    parser.add_argument(
+        "--url", help="the URL a saved file came from (site matching, relative links)"
+    )
+    return parser
+
+
+def run_check(argv: list[str], out: TextIO, err: TextIO) -> int:
+    """`scrape check [-c FILE]`: 0 when the settings are usable, 2 (one line) when not."""
+    parser = check_parser()
     args = parser.parse_args(argv)
     path = args.config if args.config is not None else default_config_path()
     if path is None:
@@ -42,16 +63,7 @@ def run_check(argv: list[str], out: TextIO, err: TextIO) -> int:
 
 def run_try(argv: list[str], out: TextIO, err: TextIO) -> int:
     """`scrape try URL_OR_FILE [-c FILE] [--url URL]`: print the record; 0 ok, 1 failed, 2 usage."""
-    parser = Parser(
-        prog="scrape try",
-        description="Run the extraction rules on one saved page or one URL and print the "
-        "record (page text and links shortened). A file is matched to a site by --url.",
-    )
-    parser.add_argument("page", metavar="URL_OR_FILE", help="an http(s) URL or a saved HTML file")
-    parser.add_argument("-c", "--config", metavar="FILE", type=Path, help="settings file")
-    parser.add_argument(
-        "--url", help="the URL a saved file came from (site matching, relative links)"
-    )
+    parser = try_parser()
     args = parser.parse_args(argv)
     path = args.config if args.config is not None else default_config_path()
     settings = build_settings(path, {})

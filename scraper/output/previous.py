@@ -36,26 +36,49 @@ class PreviousRecords:
     def fields(self, ref: str) -> dict[str, Any] | None:
         """The page's fields from the record at `ref`; None when it cannot be read (its file
         is gone, or does not hold a record there)."""
+        data = self._read(ref)
+        if data is None:
+            return None
+        _, kind, header = self._open[ref.split("/")[0]]
+        try:
+            record = self._decode(data, kind, header)
+        except (ValueError, UnicodeDecodeError, csv.Error):
+            return None
+        return {k: v for k, v in record.items() if k not in NOT_CARRIED}
+
+    def tail(self, ref: str) -> bytes | None:
+        """The JSON-lines text of the record at `ref` after its "status" value (from
+        `"content_type":...` to the closing brace and newline), when it is one this program
+        wrote: the record of an unchanged page is then its own head and that tail, with no
+        decoding (a 15 KB demo record costs ~30 µs to decode, more among 32 threads: a
+        re-run of 2,000 304s took 0.45 CPU-s longer decoding them). None otherwise."""
+        data = self._read(ref, "jsonl")
+        if data is None or not data.startswith(b'{"line":'):
+            return None
+        # Keys before it are line, url, outcome, attempts, final_url: in their values a quote
+        # is escaped, so the first ',"status":' is the key.
+        at = data.find(b',"status":')
+        if at < 0:
+            return None
+        end = data.find(b",", at + len(b',"status":'))
+        if end < 0 or not data[at + len(b',"status":') : end].isdigit():
+            return None
+        return data[end + 1 :]
+
+    def _read(self, ref: str, only: str | None = None) -> bytes | None:
         try:
             run, offset_text, length_text = ref.split("/")
             offset, length = int(offset_text), int(length_text)
         except ValueError:
             return None
         found = self._file(run)
-        if found is None:
+        if found is None or (only is not None and found[1] != only):
             return None
-        handle, kind, header = found
         try:
-            data = os.pread(handle.fileno(), length, offset)
+            data = os.pread(found[0].fileno(), length, offset)
         except OSError:
             return None
-        if len(data) != length or not data.endswith(b"\n"):
-            return None
-        try:
-            record = self._decode(data, kind, header)
-        except (ValueError, UnicodeDecodeError, csv.Error):
-            return None
-        return {k: v for k, v in record.items() if k not in NOT_CARRIED}
+        return data if len(data) == length and data.endswith(b"\n") else None
 
     def _decode(self, data: bytes, kind: str, header: list[str]) -> dict[str, Any]:
         if kind == "jsonl":

@@ -76,9 +76,16 @@ def flat_record(record: PageRecord) -> dict[str, Any]:
     return row
 
 
+def _suffix_of(name: str, run_id: str) -> bool:
+    rest = name[len(run_id) :]
+    return rest == "" or (rest.startswith("-") and rest[1:].isdigit())
+
+
 def complete(record: PageRecord) -> bool:
     """An unchanged record that carries its page's fields (from its last full record)."""
-    return record.outcome is Outcome.UNCHANGED and bool(record.fields.keys() - UNCHANGED_OWN)
+    return record.outcome is Outcome.UNCHANGED and (
+        record.raw_tail is not None or bool(record.fields.keys() - UNCHANGED_OWN)
+    )
 
 
 UNCHANGED_OWN = frozenset({"final_url", "status", "content_hash"})  # an unchanged page's own
@@ -99,15 +106,18 @@ class RecordSink:
         self.count = 0
 
     def _unique(self, run_id: str) -> str:
-        candidate, n = run_id, 1
-        while any(
-            (self.folder / f"{candidate}.{ext}{s}").exists()
-            for ext in EXTENSIONS.values()
-            for s in ("", ".part")
-        ):
-            n += 1
-            candidate = f"{run_id}-{n:03d}"  # sorts after run_id, and in order
-        return candidate
+        """`run_id`, or when a run of the same second has files here, the next suffix after
+        the highest one (never a lower one that retention freed: names must sort in the
+        order runs happened, which `latest`, retention and --resume go by)."""
+        taken = [
+            path.name.split(".")[0]
+            for path in self.folder.glob(f"{run_id}*")
+            if path.name.split(".")[0].startswith(run_id)
+        ]
+        if not taken:
+            return run_id
+        suffixes = [int(name[len(run_id) + 1 :] or 0) for name in taken if _suffix_of(name, run_id)]
+        return f"{run_id}-{max([1, *suffixes]) + 1:03d}"  # sorts after run_id, and in order
 
     def write(self, record: PageRecord) -> str | None:
         """Buffered: the run calls flush() when no record waits (a killed run loses at most
@@ -151,6 +161,10 @@ class JsonLinesSink(RecordSink):
     extension = "jsonl"
 
     def format(self, record: PageRecord) -> bytes:
+        if record.raw_tail is not None:  # an unchanged page: its head, then its last record's
+            head = record.to_dict()
+            head.pop("content_hash", None)  # the same, and in the tail
+            return orjson.dumps(head)[:-1] + b"," + record.raw_tail
         return orjson.dumps(record.to_dict()) + b"\n"
 
 

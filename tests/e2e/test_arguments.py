@@ -10,13 +10,18 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from scraper.cli import build_parser
 from scraper.config.flags import settings_from_args
 from scraper.demo.server import DemoServer
 from tests.conftest import run_script, scrape_command, write_list
+from tests.servers import ok, send, serve
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = ["--no-obey-robots", "--threads", "4", "--processes", "1"]
@@ -261,3 +266,126 @@ def test_the_readme_systemd_unit_counts_75_and_143_as_success_and_logs_the_summa
     )
     assert done.returncode == 0, done.stderr
     assert re.search(r"^1 records \(1 ok\) in ", done.stderr, re.M)  # what the journal keeps
+
+
+def test_the_man_page_comes_from_the_parsers(tmp_path: Path) -> None:
+    done = run_script(["man"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    page = done.stdout
+    assert page.startswith('.TH SCRAPE "1"')
+    for flag in ("\\-\\-threads", "\\-\\-input\\-file", "\\-\\-wait", "\\-\\-system\\-ca"):
+        assert flag in page
+    for command in ("scrape demo", "scrape bench", "scrape try", "scrape completion"):
+        assert command in page
+    assert "exit status" in page
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts_for_each_shell(tmp_path: Path, shell: str) -> None:
+    done = run_script(["completion", shell], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "scrape" in done.stdout and "_ARGCOMPLETE" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("scrape de", {"demo"}),
+        ("scrape --thr", {"--threads"}),
+        ("scrape demo --pa", {"--pages", "--page-deadline", "--parser", "--parse-timeout"}),
+        ("scrape bench --on", {"--only"}),
+        ("scrape url", {"urls.txt"}),
+    ],
+)
+def test_completion_answers_from_the_parser_of_the_command_typed(
+    tmp_path: Path, line: str, expected: set[str]
+) -> None:
+    """What the shell script asks: the console script run with argcomplete's variables,
+    its answers on file descriptor 8."""
+    (tmp_path / "urls.txt").write_text("")
+    read, write = os.pipe()
+    env = {
+        **os.environ,
+        "_ARGCOMPLETE": "1",
+        "_ARGCOMPLETE_IFS": "\n",
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line)),
+    }
+    on_fd_8 = "import os, sys; os.dup2(int(sys.argv[1]), 8); os.execv(sys.argv[2], sys.argv[2:])"
+    done = subprocess.run(
+        [sys.executable, "-c", on_fd_8, str(write), *scrape_command()],
+        cwd=tmp_path,
+        env=env,
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    os.close(write)
+    with os.fdopen(read) as answers:
+        got = {word.strip() for word in answers.read().split("\n") if word.strip()}
+    assert got == expected
+
+
+def test_dry_run_counts_per_host_and_fetches_only_robots_txt(tmp_path: Path) -> None:
+    def robots(handler: Any) -> None:
+        send(handler, 200, b"User-agent: *\nDisallow: /private/\n", "text/plain")
+
+    routes = {"/robots.txt": robots, "/a": ok, "/private/b": ok, "/private/c": ok}
+    with serve(routes) as site, serve({"/x": ok}) as other:
+        lines = [f"{site.origin}/a", f"{site.origin}/private/b", f"{site.origin}/private/c"]
+        lines += [f"{site.origin}/a#again", f"{other.origin}/x", "ftp://nope/"]
+        write_list(tmp_path / "urls.txt", lines)
+        done = run_script(["urls.txt", "--dry-run", "-o", "out"], tmp_path, polite=True)
+        asked = sorted(site.paths) + sorted(other.paths)
+    assert done.returncode == 1, done.stderr  # one invalid line
+    assert asked == ["/robots.txt", "/robots.txt"]  # nothing but robots.txt
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()[1:3]}
+    assert rows[site.origin] == ["1", "1", "2"]  # fetch, duplicate, refused
+    assert rows[other.origin] == ["1", "0", "0"]
+    assert "2 hosts: 2 URLs to fetch, 1 duplicate lines, 2 refused by robots.txt, 1 invalid" in (
+        done.stdout
+    )
+    assert "line 6: invalid:" in done.stdout
+    assert not (tmp_path / "out").exists()  # no folder, no state, no records
+
+
+def test_on_a_terminal_the_bar_is_drawn_and_warnings_stay_whole(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    """stderr on a pseudo-terminal, as in a shell: tqdm's bar, each warning line whole
+    beside it, the summary last."""
+    import pty
+
+    failing_list(tmp_path, demo.url)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [*scrape_command(), "urls.txt", "-o", "out", *QUICK],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=60) == 1
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert "url/s" in text  # the bar: rate in URLs per second
+    pieces = [p.strip() for p in re.split(r"[\r\n]", text) if p.strip()]
+    warnings = [p for p in pieces if "WARNING" in p]
+    assert len(warnings) == 7
+    for piece in warnings:  # never cut by the bar: one whole line each
+        assert re.fullmatch(
+            r"(\x1b\[A)?WARNING: line \d+: http://\S+/gone/\d+: http_status: 404 Not Found", piece
+        ), piece
+    assert re.search(r"9 records \(2 ok, 7 failed\) in ", text)

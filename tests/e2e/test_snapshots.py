@@ -110,3 +110,19 @@ def test_a_deleted_run_file_costs_a_full_fetch_not_the_fields(
     scrape(tmp_path)
     again = jsonl(runs(tmp_path)[-1])
     assert again[1]["outcome"] == "ok" and again[1]["status"] == 200 and again[1]["title"]
+
+
+def test_run_names_of_one_second_never_reuse_a_suffix_retention_freed(tmp_path: Path) -> None:
+    from scraper.output.sinks import JsonLinesSink
+
+    names = []
+    for _ in range(3):
+        sink = JsonLinesSink(tmp_path, "20261201T000000Z")
+        sink.finish({"run": sink.run_id})
+        names.append(sink.run_id)
+    assert names == ["20261201T000000Z", "20261201T000000Z-002", "20261201T000000Z-003"]
+    for path in tmp_path.glob("20261201T000000Z-002.*"):
+        path.unlink()  # as keep_runs prunes
+    sink = JsonLinesSink(tmp_path, "20261201T000000Z")
+    sink.abandon()
+    assert sink.run_id == "20261201T000000Z-004"  # after -003, not the freed -002
