@@ -1,15 +1,18 @@
-"""URL text rules in one place: validation and normalisation, masking of credentials, what
-politeness counts as a host (scheme, host, port) and how the state names a URL. A leaf:
-the standard library and records.py only; no network I/O.
+"""URL text rules in one place: parsing and serialising as the WHATWG URL Standard says
+(ada-url, a conformant parser: the list's lines, links, <base>, canonical and redirects all
+go through it), masking of credentials, what politeness counts as a host (scheme, host,
+port) and how the state names a URL. A leaf: the standard library, ada-url and records.py
+only; no network I/O.
 """
 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
 from typing import Any
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+import ada_url
 
 from scraper.records import (
     UrlTask,
@@ -23,62 +26,77 @@ class InvalidUrl(ValueError):
     """The text is not an http(s) URL this scraper can fetch; the message says why."""
 
 
-_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def web_url(text: str, base: str | None = None) -> str | None:
+    """`text` (resolved against `base`) parsed and serialised as the WHATWG URL Standard says,
+    as browsers do (ada-url): host lower-cased and IDNA-encoded (full-width letters and
+    ideographic full stops mapped), IPv4 forms normalised, default port dropped, dot segments
+    resolved, backslashes read as slashes, spaces and non-ASCII percent-encoded, tabs and
+    newlines removed. None when it is not a valid URL."""
+    try:
+        return ada_url.join_url(base, text) if base else ada_url.normalize_url(text)
+    except ValueError:
+        return None
+
+
+def web_link(base: str, href: str) -> str | None:
+    """An http(s) link of a page at `base`, without its fragment (WHATWG rules), or None
+    when it is malformed or of another scheme: one bad link never fails a page."""
+    url = web_url(href, base)
+    if url is None or not url.startswith(("http://", "https://")):
+        return None
+    return url.partition("#")[0]  # a "#" elsewhere is percent-encoded: this is the fragment
+
+
+def document_base(final_url: str, base_href: str | None) -> str:
+    """A page's base URL: its first <base href> resolved against the page's URL, unless that
+    is not a valid URL (then the page's URL, as the HTML standard says)."""
+    if not base_href:
+        return final_url
+    return web_url(base_href.strip(), final_url) or final_url
 
 
 def normalize_url(text: str) -> str:
-    """The URL to fetch and to compare duplicates by; raises InvalidUrl with the reason.
-
-    Scheme and host are lower-cased, a default port and the fragment removed, an empty path
-    becomes "/". Percent-encoding and the query are left as they are.
-    """
-    bad = _CONTROL_OR_SPACE.search(text)  # a regex: a generator per character cost 5 µs a URL
+    """The URL to fetch and to compare duplicates by, in the WHATWG URL Standard's form
+    (web_url) without its fragment; raises InvalidUrl with the reason."""
+    bad = _CONTROL.search(text)  # a regex: a generator per character cost 5 µs a URL
     if bad is not None:
-        raise InvalidUrl(f"control character or space {bad.group()!r} in URL")
-    try:
-        parts = urlsplit(text)
-    except ValueError as exc:
-        raise InvalidUrl(f"unparseable URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        shown = f"'{scheme}:'" if scheme else "none"
+        raise InvalidUrl(f"control character {bad.group()!r} in URL")
+    scheme = text.partition(":")[0].lower() if ":" in text else ""
+    if scheme not in DEFAULT_PORTS or not scheme.isalpha():
+        shown = f"'{scheme}:'" if scheme and len(scheme) < 20 else "none"
         raise InvalidUrl(f"scheme {shown} is not http or https")
-    host = _checked_host(parts)
-    try:
-        port = parts.port
-    except ValueError:
-        raise InvalidUrl("port is not a number from 0 to 65535") from None
-    if port == 0:
+    url = web_url(text)
+    if url is None:
+        raise InvalidUrl(_why_invalid(text))
+    url = url.partition("#")[0]
+    authority = url.split("/", 3)[2].rpartition("@")[2]
+    host, _, port = authority.rpartition(":")
+    if not host or authority.endswith("]"):  # no port, or an IPv6 address without one
+        host, port = authority, ""
+    if port == "0":
         raise InvalidUrl("port 0 cannot be connected to")
-    netloc = host if ":" not in host else f"[{host}]"
-    if port is not None and port != DEFAULT_PORTS[scheme]:
-        netloc += f":{port}"
-    userinfo = parts.netloc.rpartition("@")[0]
-    if userinfo:
-        netloc = f"{userinfo}@{netloc}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    if not host.startswith("[") and (".." in host or host.startswith(".")):
+        raise InvalidUrl(f"invalid host name {shorten(host, 60)!r}: an empty label")
+    return url
 
 
-def _checked_host(parts: SplitResult) -> str:
-    host = parts.hostname or ""
-    if not host:
-        raise InvalidUrl("no host in URL")
-    if ":" in host:
-        try:
-            ipaddress.IPv6Address(host.split("%")[0])
-        except ValueError:
-            raise InvalidUrl(f"invalid IPv6 address {host!r}") from None
-        return host
-    label_chars = set("abcdefghijklmnopqrstuvwxyz0123456789-._")
-    if host.isascii():
-        if not set(host) <= label_chars or ".." in host or host.startswith("."):
-            raise InvalidUrl(f"invalid host name {shorten(host, 60)!r}")
-        return host
-    try:
-        host.encode("idna")
-    except UnicodeError:
-        raise InvalidUrl(f"invalid international host name {shorten(host, 60)!r}") from None
-    return host
+def _why_invalid(text: str) -> str:
+    """In words, why the WHATWG parser refused `text` (it says only that it did)."""
+    rest = text.partition("://")[2] if "://" in text else text.partition(":")[2].lstrip("/\\")
+    authority = re.split(r"[/?#\\]", rest, maxsplit=1)[0].rpartition("@")[2]
+    if not authority:
+        return "no host in URL"
+    if " " in authority:
+        return "control character or space ' ' in the host"
+    if authority.startswith("["):
+        return f"invalid IPv6 address {shorten(authority, 60)!r}"
+    host, colon, port = authority.rpartition(":")
+    if colon and host and (not port.isdigit() or int(port) > 65535):
+        return "port is not a number from 0 to 65535"
+    return f"unparseable URL: invalid host {shorten(authority, 60)!r}"
 
 
 def redact_url(url: str) -> str:

@@ -15,7 +15,6 @@ import time
 import warnings
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urljoin
 
 import requests
 import urllib3
@@ -36,7 +35,7 @@ from scraper.records import (
     UrlTask,
     Validators,
 )
-from scraper.urls import InvalidUrl, normalize_url, redact_url
+from scraper.urls import InvalidUrl, normalize_url, redact_url, web_url
 
 CHUNK_BYTES = 64 * 1024
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 §2.5: parse at least 500 KiB
@@ -436,7 +435,11 @@ def _prepared(
 
 
 def _next_hop(url: str, location: str, seen: set[str]) -> str:
-    target = urljoin(url, location.strip())
+    """The redirect's target, resolved as a browser resolves Location (WHATWG)."""
+    target = web_url(location.strip(), url)
+    if target is None:
+        shown = redact_url(location.strip())[:200]
+        raise PageError(ErrorKind.REDIRECTS, f"redirect to {shown}: not a valid URL")
     try:
         target = normalize_url(target)
     except InvalidUrl as exc:

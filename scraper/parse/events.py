@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urljoin
+
+from scraper.urls import document_base
 
 HIDDEN_TAGS = frozenset({"script", "style", "noscript", "template"})
 LINK_TAGS = frozenset({"a", "area"})
@@ -101,7 +102,7 @@ def extract_events(
     from lxml import etree
 
     reader: _Reader = etree.fromstring(text, etree.HTMLParser(target=_Reader()))
-    base = urljoin(final_url, reader.base.strip()) if reader.base else final_url
+    base = document_base(final_url, reader.base)
     resolver = resolver_for(base)
     for href in reader.hrefs:
         resolver.add(href)

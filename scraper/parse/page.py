@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin
 
 from scraper.errors import PageError
 from scraper.parse.decode import SHOWN_NAMES, decode_body
@@ -21,13 +20,19 @@ from scraper.parse.extract import ExtractProblem, extract_fields, site_for
 from scraper.parse.html import Document, html_parser
 from scraper.parse.rules import SiteRule
 from scraper.records import ErrorKind, FetchedPage
-from scraper.urls import mask_passwords, redact_url, strip_userinfo
+from scraper.urls import (
+    document_base,
+    mask_passwords,
+    redact_url,
+    strip_userinfo,
+    web_link,
+    web_url,
+)
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
 _TYPES = re.compile(r'(?:[^,"]|"[^"]*")+')  # comma-separated, commas in quoted values kept
 HIDDEN_TAGS = ("script", "style", "noscript", "template")
 LINK_TAGS = ("a", "area")
-_SPACES = re.compile(r"[\t\n\r\f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,20 +166,16 @@ def _capped(words: list[str], max_chars: int) -> str:
 
 
 class _LinkResolver:
-    """Absolute, de-duplicated http(s) links without fragments, in document order.
-
-    urljoin costs ~25 µs a call and pages carry 100+ links: it was two thirds of the lxml
-    engine's time. Absolute, fragment-only and plain root-relative hrefs take a fast path that
-    gives urljoin's exact result (checked against urljoin in the tests); the rest go through it.
-    """
+    """Absolute, de-duplicated http(s) links without fragments, in document order, each
+    parsed and serialised as the WHATWG URL Standard says (urls.web_link, ada-url: ~2.4 µs a
+    link, where urljoin took ~5.5 µs and gave what no browser requests). A malformed href
+    is left out, never failing the page; `dropped` counts them."""
 
     def __init__(self, base_url: str) -> None:
         self.base = base_url
-        self.base_no_fragment = base_url.partition("#")[0]
-        scheme, sep, rest = self.base_no_fragment.partition("://")
-        self.origin = f"{scheme}{sep}{rest.split('/', 1)[0]}" if sep else ""
         self.seen: set[str] = set()
         self.links: list[str] = []
+        self.dropped = 0
 
     def add(self, href: str) -> None:
         url = self.resolve(href)
@@ -184,29 +185,10 @@ class _LinkResolver:
 
     def resolve(self, href: str) -> str | None:
         """The absolute http(s) URL of `href` without its fragment, or None."""
-        href = href.strip()
-        if "\t" in href or "\n" in href or "\r" in href:
-            href = _SPACES.sub("", href)
-        if href.startswith(("http://", "https://")) and "/." not in href:
-            url = href.partition("#")[0]
-            if url.endswith("?"):
-                url = urljoin(self.base, url)
-        elif href.startswith("#"):
-            url = self.base_no_fragment
-        elif self._plain_root_relative(href):
-            url = self.origin + href.partition("#")[0]
-        else:
-            url = urljoin(self.base, href).partition("#")[0]
-        return url if url.startswith(("http://", "https://")) else None
-
-    def _plain_root_relative(self, href: str) -> bool:
-        return (
-            bool(self.origin)
-            and href.startswith("/")
-            and not href.startswith("//")
-            and "/." not in href
-            and not href.partition("#")[0].endswith("?")
-        )
+        url = web_link(self.base, href)
+        if url is None and web_url(href, self.base) is None:
+            self.dropped += 1  # malformed (another scheme, mailto: or javascript:, is not)
+        return url
 
     def absolute(self, href: str | None) -> str | None:
         if href is None or not href.strip():
@@ -237,7 +219,7 @@ def _extract_lxml(text: str, final_url: str, extras: Extras | None) -> dict[str,
             extras(Document(text, root=None), final_url)
         return _empty_fields()
     base = next((b.get("href") for b in doc.iter("base") if b.get("href")), None)
-    resolver = _LinkResolver(urljoin(final_url, base.strip()) if base else final_url)
+    resolver = _LinkResolver(document_base(final_url, base))
     title_el = next(doc.iter("title"), None)
     title = " ".join("".join(title_el.itertext()).split()) if title_el is not None else None
     description = canonical = None
@@ -274,7 +256,7 @@ def _extract_bs4(text: str, final_url: str, extras: Extras | None) -> dict[str, 
     soup = BeautifulSoup(text, "lxml")
     base_tag = soup.find("base", href=True)
     base = base_tag.get("href") if base_tag else None
-    resolver = _LinkResolver(urljoin(final_url, str(base).strip()) if base else final_url)
+    resolver = _LinkResolver(document_base(final_url, str(base) if base else None))
     description = canonical = None
     for meta in soup.find_all("meta"):
         if description is None and str(meta.get("name") or "").strip().lower() == "description":

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urljoin
+
+from scraper.urls import web_url
 
 MAX_JSON_LD_BYTES = 1_000_000  # one script element; bigger ones are skipped, not parsed
 MAX_ITEM_DEPTH = 20  # microdata items nested deeper are cut off (a hostile page nests forever)
@@ -100,7 +101,7 @@ def _item(element: Any, base_url: str, depth: int) -> dict[str, Any]:
     if types:
         item["type"] = types[0] if len(types) == 1 else types
     if element.get("itemid"):
-        item["id"] = urljoin(base_url, element.get("itemid").strip())
+        item["id"] = web_url(element.get("itemid").strip(), base_url) or ""
     properties: dict[str, Any] = {}
     for prop in _properties(element):
         value: Any
@@ -131,7 +132,7 @@ def _value(element: Any, base_url: str) -> str:
     tag = element.tag.lower() if isinstance(element.tag, str) else ""
     if tag in URL_ATTRS:
         raw = element.get(URL_ATTRS[tag])
-        return urljoin(base_url, raw.strip()) if raw else ""
+        return (web_url(raw.strip(), base_url) or "") if raw else ""
     if tag in VALUE_ATTRS and element.get(VALUE_ATTRS[tag]) is not None:
         return str(element.get(VALUE_ATTRS[tag]))
     return " ".join("".join(element.itertext()).split())

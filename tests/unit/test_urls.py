@@ -35,7 +35,18 @@ def test_bom_crlf_and_surrounding_space_are_tolerated() -> None:
         ("https://example.com:8443/x", "https://example.com:8443/x"),
         ("http://[::1]:8080/x", "http://[::1]:8080/x"),
         ("http://user:pw@Example.com/", "http://user:pw@example.com/"),
-        ("http://bücher.de/", "http://bücher.de/"),
+        # The WHATWG URL Standard's forms, as browsers send them:
+        ("http://bücher.de/", "http://xn--bcher-kva.de/"),  # IDNA
+        ("http://ＥＸＡＭＰＬＥ。com/", "http://example.com/"),  # full-width, ideographic stop
+        ("http://0x7f.1/", "http://127.0.0.1/"),  # IPv4 in other notations
+        ("http://example.com/a/./b/../c", "http://example.com/a/c"),  # dot segments
+        ("http://example.com/%2e%2E/x", "http://example.com/x"),  # encoded ones too
+        ("http://example.com\\a\\b", "http://example.com/a/b"),  # backslashes are slashes
+        ("http:///path-only", "http://path-only/"),  # special schemes skip extra slashes
+        ("http://example.com/a b?c d", "http://example.com/a%20b?c%20d"),
+        ("http://example.com/é?é", "http://example.com/%C3%A9?%C3%A9"),
+        ("http://example.com/?'", "http://example.com/?%27"),  # ' in a special URL's query
+        ("http://[0:0::1]/", "http://[::1]/"),
     ],
 )
 def test_normalisation(url: str, normalized: str) -> None:
@@ -50,14 +61,15 @@ def test_normalisation(url: str, normalized: str) -> None:
         (b"file:///etc/passwd", "scheme 'file:'"),
         (b"data:text/html,hi", "scheme 'data:'"),
         (b"example.com/no-scheme", "scheme none"),
-        (b"http:///path-only", "no host"),
+        (b"http://", "no host"),
+        (b"http://@/", "no host"),
         (b"http://example.com:99999/", "port"),
         (b"http://example.com:abc/", "port"),
         (b"http://exa mple.com/", "control character or space"),
         (b"http://example.com/\x00x", "control character"),
         (b"http://example.com/\x07", "control character"),
         (b"http://\xff\xfe/", "not UTF-8"),
-        (b"http://[zz]/", "unparseable"),
+        (b"http://[zz]/", "invalid IPv6 address"),
         (b"http://exa_mple..com/", "invalid host"),
     ],
 )
