@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scraper.errors import PageError
-from scraper.parse.decode import SHOWN_NAMES, decode_body
+from scraper.parse.decode import decode_body
 from scraper.parse.events import extract_events
 from scraper.parse.extract import ExtractProblem, extract_fields, site_for
 from scraper.parse.html import Document, html_parser
@@ -77,7 +77,7 @@ def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
         _check_not_html(page, options, content_type)
         return fields  # recorded, not parsed: PDFs, images, JSON, empty bodies
     text, encoding = decode_body(page.body, header)
-    fields["encoding"] = SHOWN_NAMES.get(encoding, encoding)
+    fields["encoding"] = encoding
     extract = _extract_lxml if options.parser == "lxml" else _extract_bs4
     # Only pages with site rules or structured data pay for the extras (per page, hot path).
     extras = _Extras(page, options) if options.sites or options.structured_data else None

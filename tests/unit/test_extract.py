@@ -286,6 +286,64 @@ def test_structured_data_json_ld_opengraph_and_microdata() -> None:
     ]
 
 
+JSON_LD_IN_THE_WILD = [
+    '{"@type": "Article", "headline": "Two\nlines\tand a tab"}',  # raw control characters
+    '<!-- {"@type": "Article", "headline": "H"} -->',
+    '<!--\n{"@type": "Article", "headline": "H"}\n//-->',
+    '<![CDATA[ {"@type": "Article", "headline": "H"} ]]>',
+    '/*<![CDATA[*/ {"@type": "Article", "headline": "H"} /*]]>*/',
+    '{"@type": "Article", // what it is\n "headline": "H"}',
+    '{"@type": "Article", /* a block */ "headline": "H"}',
+    '{"@type": "Article", "headline": "H",}',
+    '{"@type": "Article", "headline": "H", "about": ["x", "y",],\n}',
+    '{"@type": "Article", "headline": "H", "url": "https://a.example//b"}',  # // in a string
+]
+
+
+@pytest.mark.parametrize("script", JSON_LD_IN_THE_WILD)
+def test_json_ld_is_read_as_search_engines_read_it(script: str) -> None:
+    root = Document(
+        f'<html><head><script type="application/ld+json">{script}</script></head></html>'
+    ).root()
+    found = structured_data(root, ORIGIN + "/")
+    assert "problems" not in found, found
+    (item,) = found["json_ld"]
+    assert item["@type"] == "Article" and item["headline"].startswith(("H", "Two"))
+
+
+def test_json_ld_that_cannot_be_read_is_still_a_problem_not_a_failure() -> None:
+    root = Document(
+        '<html><head><script type="application/ld+json">{"a": 1 "b": 2}</script></head></html>'
+    ).root()
+    found = structured_data(root, ORIGIN + "/")
+    assert found["json_ld"] == [] and found["problems"][0].startswith("json_ld: invalid JSON")
+
+
+def test_microdata_itemref_is_followed_in_tree_order_and_loops_are_cut() -> None:
+    root = Document(
+        "<html><body>"
+        '<p id="price"><span itemprop="price">12</span></p>'
+        '<div itemscope itemtype="https://schema.org/Product" itemref="price brand self">'
+        '<span itemprop="name">Lamp</span></div>'
+        '<div id="brand" itemprop="brand" itemscope itemref="brand more">'
+        '<span itemprop="name">Acme</span></div>'
+        '<div id="more"><span itemprop="country">NL</span></div>'
+        '<div id="self" itemref="self"><span itemprop="sku">L-1</span></div>'
+        "</body></html>"
+    ).root()
+    (product,) = structured_data(root, ORIGIN + "/")["microdata"]
+    assert product == {
+        "type": "https://schema.org/Product",
+        "properties": {
+            "price": "12",  # before the item in the page: tree order
+            "name": "Lamp",
+            "brand": {"properties": {"name": "Acme", "country": "NL"}},
+            "sku": "L-1",
+        },
+    }
+    assert list(product["properties"]) == ["price", "name", "brand", "sku"]
+
+
 def test_deeply_nested_microdata_does_not_break_the_page() -> None:
     nested = '<div itemprop="child" itemscope>' * 3000 + "</div>" * 3000
     body = f"<html><body><div itemscope>{nested}</div></body></html>"

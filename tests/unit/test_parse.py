@@ -74,7 +74,9 @@ def test_generic_fields() -> None:
             "Привет",
         ),
         (b"\xef\xbb\xbf<title>caf\xc3\xa9</title>", "text/html", "utf-8", "café"),
-        ("<title>café</title>".encode("utf-16"), "text/html", "utf-16-le", "café"),
+        ("<title>café</title>".encode("utf-16"), "text/html", "utf-16le", "café"),
+        # a byte-order mark wins even over the header (the HTML standard's sniffing order)
+        (b"\xef\xbb\xbf<title>caf\xc3\xa9</title>", "text/html; charset=koi8-r", "utf-8", "café"),
         ("<title>日本語</title>".encode(), "text/html; charset=utf-8", "utf-8", "日本語"),
         # header wins over <meta>
         (
@@ -95,9 +97,79 @@ def test_decoding_order(body: bytes, content_type: str, encoding: str, title: st
 def test_undeclared_legacy_encoding_is_detected() -> None:
     text, encoding = decode_body(servers.CP1252_UNDECLARED, "text/html")
     assert "Café crème brûlée" in text
-    assert encoding == "cp1252"
+    assert encoding == "windows-1252"
     text, encoding = decode_body(("<p>" + "Привет мир, как дела? " * 5).encode("cp1251"), "")
-    assert (encoding, text[3:9]) == ("cp1251", "Привет")
+    assert (encoding, text[3:9]) == ("windows-1251", "Привет")
+
+
+# (label as a page declares it, bytes, the text a browser shows, the standard's name): the
+# Encoding Standard's table and decoders, not Python's codec of the same name.
+ENCODING_LABELS = [
+    ("shift_jis", "①②".encode("cp932"), "①②", "shift_jis"),  # windows-31j
+    ("x-sjis", "①".encode("cp932"), "①", "shift_jis"),
+    ("gb2312", "镕".encode("gbk"), "镕", "gbk"),  # GBK, decoded by gb18030's decoder
+    ("gbk", "€".encode("gb18030"), "€", "gbk"),
+    ("euc-kr", "똠".encode("cp949"), "똠", "euc-kr"),  # windows-949
+    ("ks_c_5601-1987", "똠".encode("cp949"), "똠", "euc-kr"),
+    ("iso-8859-9", b"\x80 \x93x\x94", "€ “x”", "windows-1254"),
+    ("latin5", b"\x80", "€", "windows-1254"),
+    ("windows-874", "ก".encode("cp874"), "ก", "windows-874"),
+    ("dos-874", "ก".encode("cp874"), "ก", "windows-874"),
+    ("iso-8859-1", b"caf\xe9 \x80 \x81", "café € \x81", "windows-1252"),
+    ("ascii", b"\x93q\x94", "“q”", "windows-1252"),
+    ("us-ascii", b"\x9d", "\x9d", "windows-1252"),  # the five C1 bytes stay C1 controls
+    ("latin2", "ł".encode("iso-8859-2"), "ł", "iso-8859-2"),
+    ("big5", "碁".encode("big5hkscs"), "碁", "big5"),
+    ("x-user-defined", b"a\x80", "a\uf780", "x-user-defined"),
+    ("iso-2022-kr", b"anything", "\ufffd", "replacement"),
+    ("  Windows-1251\t", "ж".encode("cp1251"), "ж", "windows-1251"),
+]
+
+
+@pytest.mark.parametrize(("label", "body", "text", "name"), ENCODING_LABELS)
+def test_charset_labels_decode_as_the_encoding_standard_says(
+    label: str, body: bytes, text: str, name: str
+) -> None:
+    assert decode_body(body, f"text/html; charset={label}") == (text, name)
+
+
+# (bytes, the encoding the HTML standard's prescan finds): comments skipped, attributes
+# parsed, http-equiv needed for content=, UTF-16 read as UTF-8.
+PRESCANS = [
+    (b'<!-- <meta charset="iso-8859-1"> --><meta charset="utf-8">', "utf-8"),
+    (b"<!--><meta charset=koi8-r>", "koi8-r"),  # "<!-->" is a whole comment
+    (b'<meta content="text/html; charset=iso-8859-2">', None),  # no http-equiv
+    (b'<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-2">', "iso-8859-2"),
+    (b'<meta content="charset=iso-8859-2" http-equiv=content-type>', "iso-8859-2"),
+    (b'<div title="<meta charset=koi8-r>"><meta charset=shift_jis>', "shift_jis"),
+    (b"<p data-x='<meta charset=koi8-r>'>", None),
+    (b"<meta charset=utf-16le>", "utf-8"),
+    (b"<meta charset=x-user-defined>", "windows-1252"),
+    (b"<meta charset=bogus><meta charset=euc-kr>", "euc-kr"),
+    (b"<META CHARSET=GB2312>", "gbk"),
+    (b"<meta/charset=big5>", "big5"),
+    (b"<meta charset=koi8-r charset=utf-8>", "koi8-r"),  # the first of an attribute counts
+    (b"<meta http-equiv=content-type content='charset=\"windows-874\"'>", "windows-874"),
+    (b"<meta http-equiv=content-type content='charset=\"windows-874'>", None),  # unmatched
+    (b"<meta http-equiv=content-type content='x; charset = ibm866 ;'>", "ibm866"),
+    (b"<?php <meta charset=koi8-r> ?><meta charset=utf-8>", "utf-8"),  # "<?" runs to a ">"
+    (b"</p <meta charset=koi8-r>", None),  # inside an end tag's attributes
+    (b" " * 1020 + b"<meta charset=koi8-r>", None),  # past the first 1024 bytes
+    (b"<metacharset=koi8-r>", None),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), PRESCANS)
+def test_the_meta_prescan_follows_the_html_standard(data: bytes, expected: str | None) -> None:
+    from scraper.parse.decode import PRESCAN_BYTES, prescan
+
+    assert prescan(data[:PRESCAN_BYTES]) == expected
+
+
+def test_a_declaration_inside_a_comment_does_not_garble_the_page() -> None:
+    body = '<!-- <meta charset="iso-8859-1"> --><meta charset="utf-8"><title>café</title>'
+    fields = both(body.encode(), "text/html")
+    assert (fields["title"], fields["encoding"]) == ("café", "utf-8")
 
 
 def test_undecodable_bytes_become_replacement_characters() -> None:
