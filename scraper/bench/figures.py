@@ -192,7 +192,36 @@ def bench_models(args: argparse.Namespace, out: TextIO, work: Path) -> bool:
             f"{r.cpu_per_page * 1e3:.2f} | {_mb(r.peak_rss)} | {speedup:.1f}x |",
             file=out,
         )
-    return True
+    right = all(r.problems == 0 for _, _, r, _ in rows)
+    return _model_sweeps(args, out, work) and right
+
+
+def _model_sweeps(args: argparse.Namespace, out: TextIO, work: Path) -> bool:
+    """The threads and processes sweeps, their tables and the picture (bench/sweeps.py)."""
+    from scraper.bench import sweeps
+
+    with DemoServer(n_pages=200) as server:
+        get_s = measure_floors(server, 200)["get_cpu_s"]
+    threads_points = sweeps.threads_sweep(
+        args.latency_ms, args.processes, args.model_pages * 2, work
+    )
+    by_engine = {
+        engine: sweeps.processes_sweep(engine, args.sweep_pages, args.threads, work, get_s)
+        for engine in sweeps.ENGINES
+    }
+    right = sweeps.report(
+        out, threads_points, args.latency_ms, args.processes, by_engine, args.threads
+    )
+    path = Path(args.plot)
+    if sweeps.picture(path, threads_points, by_engine):
+        print(f"picture: {path}", file=out)
+    else:
+        print(
+            "picture: not drawn, matplotlib is not installed "
+            "(pip install 'scraper[plot]' for the PNG)",
+            file=out,
+        )
+    return right
 
 
 def bench_incremental(args: argparse.Namespace, out: TextIO, work: Path) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from scraper.bench.harness import Measured, PeakMemory, run_scrape_command
 from scraper.demo.server import DemoServer
+from scraper.demo.site import DemoSite, check_records
 
 
 def model_sequential(urls: list[str]) -> int:
@@ -36,7 +37,7 @@ def model_sequential(urls: list[str]) -> int:
     return done
 
 
-def model_threads(urls: list[str], threads: int) -> int:
+def model_threads(urls: list[str], threads: int, engine: str = "lxml") -> int:
     """(b) a thread pool that downloads and parses in the same threads (the GIL serialises
     the parsing)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +48,7 @@ def model_threads(urls: list[str], threads: int) -> int:
     from scraper.records import UrlTask
 
     local = threading.local()
-    limits, options = FetchLimits(5, 15, 30, 5_000_000, 10), ParseOptions()
+    limits, options = FetchLimits(5, 15, 30, 5_000_000, 10), ParseOptions(engine)
 
     def one(item: tuple[int, str]) -> int:
         if not hasattr(local, "session"):
@@ -122,8 +123,9 @@ def _fetch_and_parse(
 
 
 def _model_main() -> None:
-    """Entry point of a model's subprocess: argv = model, list file, threads."""
+    """Entry point of a model's subprocess: argv = model, list file, threads, engine."""
     model, list_file, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    engine = sys.argv[4] if len(sys.argv) > 4 else "lxml"
     with open(list_file, encoding="utf-8") as handle:
         urls = [line.strip() for line in handle if line.strip()]
     if model == "conditional":
@@ -132,7 +134,7 @@ def _model_main() -> None:
     if model == "sequential":
         model_sequential(urls)
     else:
-        model_threads(urls, threads)
+        model_threads(urls, threads, engine)
 
 
 def run_model(
@@ -143,19 +145,22 @@ def run_model(
     threads: int,
     processes: int,
     out_dir: Path,
+    engine: str = "lxml",
 ) -> Measured:
-    """Run one model in a fresh subprocess and measure it like the pipeline."""
+    """Run one model in a fresh subprocess and measure it like the pipeline; the scrape
+    command's records are checked against the site's ground truth (`problems`)."""
     if model == "processes":
-        measured, _ = run_scrape_command(
-            server, list_path, out_dir, ["--threads", str(threads), "--processes", str(processes)]
-        )
+        flags = ["--threads", str(threads), "--processes", str(processes), "--parser", engine]
+        measured, records = run_scrape_command(server, list_path, out_dir, flags)
         measured.name = model
+        measured.problems = len(check_records(DemoSite(server.n_pages), server.url, records))
         return measured
     before = server.stats()
     server.reset()
     code = "from scraper.bench.models import _model_main; _model_main()"
     started_wall, started = time.time(), time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", code, model, str(list_path), str(threads)])
+    argv = [sys.executable, "-c", code, model, str(list_path), str(threads), engine]
+    proc = subprocess.Popen(argv)
     memory = PeakMemory(proc.pid)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - started
