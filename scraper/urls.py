@@ -40,6 +40,10 @@ _QUERY = r"(?:\?[A-Za-z0-9\-._~!$&()*+,;=:@/?%]*)?"
 _HOST = r"[a-z0-9]+(?:-+[a-z0-9]+)*(?:\.[a-z0-9]+(?:-+[a-z0-9]+)*)*"
 _SIMPLE_ABSOLUTE = re.compile(rf"(https?)://({_HOST})(?::([1-9][0-9]{{0,4}}))?({_PATH}){_QUERY}")
 _SIMPLE_ROOTED = re.compile(rf"(?!//)({_PATH}){_QUERY}")
+_SIMPLE_RELATIVE = re.compile(
+    rf"(?![/?])([A-Za-z0-9\-._~!$&'()*+,;=@%][A-Za-z0-9\-._~!$&'()*+,;=:@/%]*)?({_QUERY})"
+)
+_OTHER_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -50,17 +54,64 @@ def _simple_absolute(text: str) -> bool:
         return False
     scheme, host, port, path = match.groups()
     last = host.rpartition(".")[2]
-    if last.isdigit() or (last.startswith("0x") and set(last[2:]) <= _HEX) or "xn--" in host:
-        return False  # an IPv4 address in some notation, or an IDNA label to validate
+    if last.isdigit() and not _canonical_ipv4(host):
+        return False  # an IPv4 address in another notation (0300.0250.0.1, 127.1)
+    if (last.startswith("0x") and set(last[2:]) <= _HEX) or "xn--" in host:
+        return False  # a hexadecimal IPv4 part, or an IDNA label to validate
     if port is not None and (int(port) > 65535 or int(port) == DEFAULT_PORTS[scheme]):
         return False
     return "/." not in path and "%2e" not in path.lower()  # no dot segment
+
+
+def _canonical_ipv4(host: str) -> bool:
+    """Four decimal numbers 0-255 without leading zeros: as the standard writes IPv4."""
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() and str(int(p)) == p and int(p) < 256 for p in parts)
 
 
 def _simple_rooted(href: str) -> bool:
     """`href` (no fragment) is a path from the root the serialisation leaves as it is."""
     match = _SIMPLE_ROOTED.fullmatch(href)
     return match is not None and "/." not in match.group(1) and "%2e" not in match.group(1).lower()
+
+
+def other_scheme(href: str) -> bool:
+    """`href` starts with a scheme that is not http(s) (mailto:, javascript:, tel:...)."""
+    found = _OTHER_SCHEME.match(href.strip(_STRIPPED))
+    return found is not None and found.group().lower() not in ("http:", "https:")
+
+
+def _resolve_dots(path: str) -> str:
+    """The standard's path parsing of an already simple path: "." and ".." segments."""
+    parts = path.split("/")[1:]
+    out: list[str] = []
+    for n, segment in enumerate(parts):
+        last = n == len(parts) - 1
+        if segment == "..":
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        elif segment == ".":
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/" + "/".join(out)
+
+
+def _simple_relative(base: str, href: str) -> str | None:
+    """`href` (no fragment; a path without a leading slash, or "?query") resolved against a
+    simple `base`, when both are of the simple shapes; else None (ada decides)."""
+    match = _SIMPLE_RELATIVE.fullmatch(href)
+    origin = _origin_of(base)
+    if match is None or not origin or "%2e" in href.lower():
+        return None
+    path, query = match.group(1) or "", match.group(2)
+    base_path = base.partition("#")[0][len(origin) :].partition("?")[0]
+    if not path:  # "?query": the base's path with this query
+        return origin + base_path + query
+    return origin + _resolve_dots(base_path[: base_path.rfind("/") + 1] + path) + query
 
 
 @functools.lru_cache(maxsize=64)
@@ -102,6 +153,13 @@ def web_link(base: str, href: str) -> str | None:
                 return origin + before
         if not before and _origin_of(base):
             return base.partition("#")[0]  # "", "#frag": the page itself
+        other = _OTHER_SCHEME.match(before)
+        if other is not None and other.group().lower() not in ("http:", "https:"):
+            return None  # mailto:, javascript:, tel:... a URL, not an http(s) link
+        if other is None:
+            relative = _simple_relative(base, before)
+            if relative is not None:
+                return relative
     url = web_url(href, base)
     if url is None or not url.startswith(("http://", "https://")):
         return None

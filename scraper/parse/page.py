@@ -23,6 +23,7 @@ from scraper.records import ErrorKind, FetchedPage
 from scraper.urls import (
     document_base,
     mask_passwords,
+    other_scheme,
     redact_url,
     strip_userinfo,
     web_link,
@@ -186,7 +187,7 @@ class _LinkResolver:
     def resolve(self, href: str) -> str | None:
         """The absolute http(s) URL of `href` without its fragment, or None."""
         url = web_link(self.base, href)
-        if url is None and web_url(href, self.base) is None:
+        if url is None and not other_scheme(href) and web_url(href, self.base) is None:
             self.dropped += 1  # malformed (another scheme, mailto: or javascript:, is not)
         return url
 

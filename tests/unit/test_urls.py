@@ -137,6 +137,7 @@ def test_the_fast_paths_give_what_the_whatwg_parser_gives() -> None:
 
     rng = random.Random(11)
     hosts = ["a.example", "A.example", "xn--bcher-kva.example", "127.0.0.1", "0x7f.1", "a-b.c"]
+    hosts += ["127.000.0.1", "1.2.3.256", "127.1", "010.0.0.1", "0.0.0.0", "255.255.255.255"]
     hosts += ["1.2.3.4.5", "x.0x1f", "ex-.com", "e.com.", "b\u00fccher.example", "_x.example"]
     ports = ["", ":80", ":443", ":8080", ":080", ":65536", ":0"]
     pieces = ["/", "a", ".", "..", "%2e", "%2E", "%zz", "'", '"', " ", "|", "^", "\\", "?", "#"]
@@ -151,7 +152,17 @@ def test_the_fast_paths_give_what_the_whatwg_parser_gives() -> None:
             answered += 1
             assert ada_url.normalize_url(url) == url, url
         base = rng.choice(bases)
-        for href in (url, path, path.partition("#")[2], ""):
+        rel = path.lstrip("/")
+        for href in (
+            url,
+            path,
+            path.partition("#")[2],
+            "",
+            rel,
+            "../" + rel,
+            "?" + rel,
+            "./" + rel,
+        ):
             try:
                 expected = ada_url.join_url(base, href)
             except ValueError:
