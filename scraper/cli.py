@@ -14,7 +14,7 @@ from typing import BinaryIO, TextIO
 
 from scraper import __version__
 from scraper.config.flags import Parser, add_setting_flags, settings_from_args
-from scraper.errors import ConfigError, ScraperError
+from scraper.errors import ConfigError, Locked, ScraperError
 from scraper.exit_codes import EXIT_CODES_HELP, ExitCode
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,12 @@ def _scrape(
         for kind, name in sources
     ]
     with ListSources(opened) as lines:
-        return scrape(settings, lines, list_name, err, is_tty, options, count_path, stdout=out)
+        try:
+            return scrape(settings, lines, list_name, err, is_tty, options, count_path, stdout=out)
+        except Locked as exc:
+            if verbosity == SILENT:  # -qq: not even that another run holds the state
+                return exc.exit_code
+            raise
 
 
 def _sources(

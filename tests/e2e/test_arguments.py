@@ -149,6 +149,22 @@ def test_double_quiet_says_nothing_even_when_the_run_fails(
     assert (done.returncode, done.stdout, done.stderr) == (1, "", "")
 
 
+def test_a_held_lock_is_said_under_q_and_not_under_qq(demo: DemoServer, tmp_path: Path) -> None:
+    from scraper.state import RunLock
+
+    write_list(tmp_path / "urls.txt", [f"{demo.url}/page/1"])
+    assert run_script(["urls.txt", "-o", "out", "-qq", *QUICK], tmp_path).returncode == 0
+    lock = RunLock(tmp_path / "out" / "state.sqlite.lock")
+    lock.acquire()  # another run holds the state
+    try:
+        quiet = run_script(["urls.txt", "-o", "out", "-q", *QUICK], tmp_path)
+        silent = run_script(["urls.txt", "-o", "out", "-qq", *QUICK], tmp_path)
+    finally:
+        lock.release()
+    assert quiet.returncode == 75 and "another scrape run holds this state" in quiet.stderr
+    assert (silent.returncode, silent.stderr) == (75, "")
+
+
 def test_verbose_says_the_config_and_a_line_per_page(demo: DemoServer, tmp_path: Path) -> None:
     failing_list(tmp_path, demo.url)
     done = run_script(["urls.txt", "-v", *QUICK], tmp_path)
