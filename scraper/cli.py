@@ -102,18 +102,15 @@ def _scrape(
     options = RunOptions(
         args.resume, args.full, args.wait_lock, args.debug, not args.no_state, verbosity
     )
-    if args.dry_run:
-        from scraper.commands.dry_run import dry_run
-
-        with ListSources(
-            [(n, _open_list(n, stream) if k == "file" else n.encode() + b"\n") for k, n in sources]
-        ) as lines:
-            return dry_run(settings, lines, out)
     opened = [
         (name, _open_list(name, stream) if kind == "file" else name.encode() + b"\n")
         for kind, name in sources
     ]
     with ListSources(opened) as lines:
+        if args.dry_run:
+            from scraper.commands.dry_run import dry_run
+
+            return dry_run(settings, lines, out)
         try:
             return scrape(settings, lines, list_name, err, is_tty, options, count_path, stdout=out)
         except Locked as exc:
