@@ -389,16 +389,8 @@ def serve(
         )
     scheme = "https" if tls is not None else "http"
     served.origin = f"{scheme}://{host}:{server.server_port}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
+    with _running(server):
         yield served
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @dataclass
@@ -474,12 +466,19 @@ def proxy(host: str = "127.0.0.1") -> Iterator[ProxySeen]:
 
     server = Server((host, 0), Handler)
     seen.url = f"http://{host}:{server.server_address[1]}"
+    with _running(server):
+        yield seen
+
+
+@contextlib.contextmanager
+def _running(server: Any) -> Iterator[None]:
+    """A socketserver serving in a daemon thread until the block ends, then shut and closed."""
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
     thread.start()
     try:
-        yield seen
+        yield
     finally:
         server.shutdown()
         server.server_close()
