@@ -89,8 +89,12 @@ def _scrape(
 
     parser = build_parser()
     args = parser.parse_intermixed_args(args_list)  # URLs may come after flags, as in wget
-    if not args.urls and not args.input_file:
-        parser.error("give URLs, a file listing them (- for standard input), or -i FILE")
+    if not args.urls and not args.input_file and not args.sitemaps:
+        settings = settings_from_args(args)  # a config may name the sitemaps
+        if not settings.sitemaps:
+            parser.error(
+                "give URLs, a file listing them (- for standard input), -i FILE or --sitemap URL"
+            )
     settings = settings_from_args(args)
     verbosity = None
     if args.quiet:
@@ -98,6 +102,10 @@ def _scrape(
     elif args.verbose:
         verbosity = DEBUG if args.verbose > 1 else VERBOSE
     sources, list_name, count_path = _sources(args.urls, args.input_file or [])
+    if not sources:  # the sitemaps alone
+        from scraper.urls import mask_passwords
+
+        list_name = "sitemaps " + " ".join(map(mask_passwords, settings.sitemaps))
     stream = stdin if stdin is not None else sys.stdin.buffer
     options = RunOptions(
         args.resume, args.full, args.wait_lock, args.debug, not args.no_state, verbosity
@@ -141,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of `scrape URLS`; one flag per setting, named after it."""
     parser = Parser(
         prog="scrape",
-        usage="scrape [options] URL|LIST ... [-i LIST]\n       scrape demo [options]\n"
+        usage="scrape [options] URL|LIST ... [-i LIST] [--sitemap URL]\n"
+        "       scrape demo [options]\n"
         "       scrape bench [options]\n"
         "       scrape history|report [-o DIR]\n       scrape check [-c FILE]\n"
         "       scrape try URL_OR_FILE [-c FILE] [--url URL]\n"

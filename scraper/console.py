@@ -188,8 +188,23 @@ class Console:
                 self.write(f"  records: {_where(summary['output'])}")
             return
         self.say(line)
+        if "urls" in summary:
+            self.say(_discovery_line(summary))
         if summary.get("output"):
             self.say(f"records: {_where(summary['output'])}")
+
+
+def _discovery_line(summary: Mapping[str, Any]) -> str:
+    """ "20 listed, 340 discovered; 3 sitemaps read, 1 failed; 12 left out (max_urls)"."""
+    urls, found = summary["urls"], summary["discovery"]
+    line = f"{urls['listed']} listed, {urls['discovered']} discovered"
+    if found["sitemaps_read"] or found["sitemaps_failed"]:
+        line += f"; {found['sitemaps_read']} sitemaps read"
+        if found["sitemaps_failed"]:
+            line += f", {found['sitemaps_failed']} failed"
+    if found["left_out_max_urls"]:
+        line += f"; {found['left_out_max_urls']} left out (max_urls)"
+    return line
 
 
 def _columns(stream: TextIO) -> int:

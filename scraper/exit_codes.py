@@ -52,7 +52,9 @@ def exit_code(counts: Counts, stopped_by: str | None, max_failure_ratio: float) 
         return STOPPED_BY[stopped_by]
     if counts.interrupted:
         return ExitCode.INTERRUPTED
-    bad = counts.by_outcome["failed"] + counts.by_outcome["invalid"]
-    if bad and bad / max(1, counts.records) > max_failure_ratio:
+    # A sitemap that could not be fetched is a failed input, as a failed list line is.
+    sitemaps_failed = getattr(counts, "sitemaps_failed", 0)
+    bad = counts.by_outcome["failed"] + counts.by_outcome["invalid"] + sitemaps_failed
+    if bad and bad / max(1, counts.records + sitemaps_failed) > max_failure_ratio:
         return ExitCode.FAILED
     return ExitCode.OK

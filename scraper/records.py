@@ -67,9 +67,31 @@ class _FastPickle:
 class UrlTask(_FastPickle):
     """One URL line of the list, normalised: what the download stage works on."""
 
-    line_no: int
+    line_no: int  # the list's line; a discovered URL's is negative (its frontier row, -id)
     url: str  # as given in the list (stripped); shown in the record
     normalized_url: str  # scheme and host lower-cased, default port and fragment removed
+    # Discovered URLs (pipeline/frontier.py) only: the sitemap or page that gave it, how many
+    # follow-rule links away from a listed URL or a sitemap's entry it is, its sitemap
+    # <lastmod> (unix time), and `kind` "sitemap" for a sitemap to read, not a page.
+    found_on: str | None = None
+    depth: int = 0
+    lastmod: float | None = None
+    kind: str = "page"
+    # A sitemap's: the host whose robots.txt named it, whose URLs it may list (sitemaps.org
+    # "cross submits"); "" for its own host only.
+    for_host: str = ""
+
+    @property
+    def discovered(self) -> bool:
+        return self.found_on is not None
+
+    def where(self) -> str:
+        """How messages name it: "line 3: URL", "URL (found on PAGE)", "sitemap URL"."""
+        if self.kind == "sitemap":
+            return f"sitemap {self.url}"
+        if self.found_on is not None:
+            return f"{self.url} (found on {self.found_on})"
+        return f"line {self.line_no}: {self.url}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +128,7 @@ class Validators:
     # Where the URL's last full record is ("<run>/<offset>/<length>" in that run's file,
     # output/previous.py): an unchanged page's record is completed from it.
     record_ref: str | None = None
+    fetched_at: float | None = None  # unix time of its last fetch (from the state only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +142,26 @@ class PageState:
     validators: Validators | None  # None when the fetch failed
     changed: bool
     forget: bool = False  # the validators are of no use (the full record is gone): drop them
+    fetched: bool = True  # False: not requested (sitemap lastmod): only record_ref is news
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a page or a sitemap gives the frontier (not written out): URLs to queue (each
+    with its sitemap lastmod, unix time, or None), sitemaps an index lists, and a
+    sitemap's problems in words."""
+
+    pages: tuple[str, ...] = ()
+    lastmods: tuple[float | None, ...] = ()
+    sitemaps: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+    # (host, sitemap URL) of the Sitemap: lines of a robots.txt fetched for this URL's host
+    robots_sitemaps: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class PageRecord:
-    """One record per input line: all a sink sees."""
+    """One record per input line or discovered URL: all a sink sees."""
 
     line_no: int
     url: str
@@ -135,15 +173,26 @@ class PageRecord:
     # An unchanged record's page fields as the JSON-lines text of its last full record, after
     # its "status" (output/previous.py): written as they are, not decoded and encoded again.
     raw_tail: bytes | None = None
+    found_on: str | None = None  # a discovered URL's: written as `found_on`, with `depth`
+    depth: int = 0
+    found: Found | None = None  # links to follow, a sitemap's entries: for the frontier only
+
+    def where(self) -> str:
+        """How messages name it: "line 3: URL", or "URL (found on PAGE)"."""
+        if self.found_on is not None:
+            return f"{self.url} (found on {self.found_on})"
+        return f"line {self.line_no}: {self.url}"
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as written: line, url, outcome, attempts, then fields or error."""
-        out: dict[str, Any] = {
-            "line": self.line_no,
-            "url": self.url,
-            "outcome": self.outcome.value,
-            "attempts": self.attempts,
-        }
+        """The record as written: line, url, outcome, attempts, then fields or error. A
+        discovered URL's has `line` null, then `found_on` and `depth` after `url`."""
+        out: dict[str, Any] = {"line": self.line_no, "url": self.url}
+        if self.found_on is not None:
+            out["line"] = None
+            out["found_on"] = self.found_on
+            out["depth"] = self.depth
+        out["outcome"] = self.outcome.value
+        out["attempts"] = self.attempts
         out.update(self.fields)
         if self.error is not None:
             out["error"] = {"kind": self.error.kind.value, "message": self.error.message}

@@ -38,6 +38,7 @@ from scraper.output.previous import PreviousRecords
 from scraper.output.sinks import JsonLinesSink, RecordSink, StdoutSink, complete, open_sink
 from scraper.pipeline.base import MakeEngine, RunCounts, RunEvents, run_summary
 from scraper.pipeline.engine import Pipeline
+from scraper.pipeline.frontier import Frontier
 from scraper.records import Outcome, PageRecord
 from scraper.state import RunLock, StateStore
 from scraper.url_list import LineStream
@@ -166,78 +167,102 @@ def _run(
         sink, resumed = _open_run(settings, list_name, options, folder, state)
     limit_malloc_arenas()
     events = RunEvents()
-    engine = engine_for(events, state, not options.full, frozenset(resumed.lines))
-    _count_resumed(engine.counts, resumed)
-    if state is not None:
-        started_at = engine.counts.started_at.isoformat(timespec="seconds")
-        state.begin_run(sink.run_id, list_name, started_at)
-    console.start_bar(None)
-    if count_path is not None:
-        _count_lines_in_background(count_path, console, len(resumed.lines))
-
-    previous = PreviousRecords(folder, settings.format) if folder is not None else None
-    # Plain JSON lines, read by nobody in between: an unchanged record's text is spliced.
-    splice = type(sink) is JsonLinesSink and on_record is None
-
-    def write(record: PageRecord) -> None:
-        page_state = record.state
-        if not (settings.changed_only and record.outcome is Outcome.UNCHANGED):
-            if record.outcome is Outcome.UNCHANGED and previous is not None:
-                record = completed(record, previous, splice)
-                page_state = record.state
-            ref = sink.write(record)
-            if isinstance(sink, StdoutSink) and sink.broken and not events.stop.is_set():
-                log.warning("standard output was closed: stopping")
-                events.stop.set()
-            full = record.outcome is Outcome.OK or complete(record)
-            if ref and full and page_state is not None and page_state.validators is not None:
-                validators = dataclasses.replace(page_state.validators, record_ref=ref)
-                page_state = dataclasses.replace(page_state, validators=validators)
-        if state is not None and page_state is not None:
-            state.update(page_state, time.time())
-        failed = record.outcome in (Outcome.FAILED, Outcome.INVALID)
-        console.advance(failed, record_line(record) if failed or console.verbosity > NORMAL else "")
-        if on_record is not None:
-            on_record(record.to_dict())
-
-    def flush() -> None:
-        sink.flush()  # first the records, then the state that knows of them
+    with _frontier(settings, state, resumed) as frontier:
+        engine = engine_for(events, state, not options.full, frozenset(resumed.lines), frontier)
+        _count_resumed(engine.counts, resumed)
         if state is not None:
-            state.commit_due(time.time())
+            started_at = engine.counts.started_at.isoformat(timespec="seconds")
+            state.begin_run(sink.run_id, list_name, started_at)
+        console.start_bar(None)
+        if count_path is not None:
+            _count_lines_in_background(count_path, console, len(resumed.lines))
 
-    started_ts = time.time()
-    with _stops(events, settings.max_run_time_s) as stops:
-        try:
-            counts = engine.run(lines, write, flush=flush)
-        except BaseException:
+        previous = PreviousRecords(folder, settings.format) if folder is not None else None
+        # Plain JSON lines, read by nobody in between: an unchanged record's text is spliced.
+        splice = type(sink) is JsonLinesSink and on_record is None
+
+        def write(record: PageRecord) -> None:
+            page_state = record.state
+            if not (settings.changed_only and record.outcome is Outcome.UNCHANGED):
+                if record.outcome is Outcome.UNCHANGED and previous is not None:
+                    record = completed(record, previous, splice)
+                    page_state = record.state
+                ref = sink.write(record)
+                if isinstance(sink, StdoutSink) and sink.broken and not events.stop.is_set():
+                    log.warning("standard output was closed: stopping")
+                    events.stop.set()
+                full = record.outcome is Outcome.OK or complete(record)
+                if ref and full and page_state is not None and page_state.validators is not None:
+                    validators = dataclasses.replace(page_state.validators, record_ref=ref)
+                    page_state = dataclasses.replace(page_state, validators=validators)
+            if state is not None and page_state is not None:
+                state.update(page_state, time.time())
+            failed = record.outcome in (Outcome.FAILED, Outcome.INVALID)
+            console.advance(
+                failed, record_line(record) if failed or console.verbosity > NORMAL else ""
+            )
+            if on_record is not None:
+                on_record(record.to_dict())
+
+        def flush() -> None:
+            sink.flush()  # first the records, then the state that knows of them
+            if state is not None:
+                state.commit_due(time.time())
+
+        started_ts = time.time()
+        with _stops(events, settings.max_run_time_s) as stops:
+            try:
+                counts = engine.run(lines, write, flush=flush)
+            except BaseException:
+                sink.abandon()
+                raise
+            finally:
+                if previous is not None:
+                    previous.close()
+        console.close_bar()
+        if frontier is not None:
+            counts.frontier = frontier.counts
+        if counts.records == 0 and frontier is None:
+            log.warning("%s: no URLs in the list (blank lines and # comments only)", list_name)
+        elif counts.records == 0:
+            log.warning("%s: no URLs in the list, and none discovered", list_name)
+        stopped_by = stops[0] if stops else None
+        code = exit_code(counts, stopped_by, settings.max_failure_ratio)
+        summary = run_summary(counts, code, sink.run_id, list_name, stopped_by)
+        if counts.aborted:
             sink.abandon()
-            raise
-        finally:
-            if previous is not None:
-                previous.close()
-    console.close_bar()
-    if counts.records == 0:
-        log.warning("%s: no URLs in the list (blank lines and # comments only)", list_name)
-    stopped_by = stops[0] if stops else None
-    code = exit_code(counts, stopped_by, settings.max_failure_ratio)
-    summary = run_summary(counts, code, sink.run_id, list_name, stopped_by)
-    if counts.aborted:
-        sink.abandon()
-        console.error(
-            f"aborted; records so far are in {sink.part_path} (scrape --resume finishes the run)"
-        )
+            console.error(
+                f"aborted; records so far are in {sink.part_path} "
+                "(scrape --resume finishes the run)"
+            )
+            return code
+        summary["config"] = settings.config_file or None
+        summary["output"] = str(sink.finish(summary))
+        if state is not None:
+            state.end_run(summary)
+        if settings.metrics_file:
+            write_metrics(Path(settings.metrics_file), summary, started_ts, time.time())
+        if settings.keep_runs and folder is not None:
+            still_read = state.referenced_runs() if state is not None else set()
+            prune_runs(folder, settings.keep_runs, sink.run_id, still_read)
+        console.summary(summary)
         return code
-    summary["config"] = settings.config_file or None
-    summary["output"] = str(sink.finish(summary))
-    if state is not None:
-        state.end_run(summary)
-    if settings.metrics_file:
-        write_metrics(Path(settings.metrics_file), summary, started_ts, time.time())
-    if settings.keep_runs and folder is not None:
-        still_read = state.referenced_runs() if state is not None else set()
-        prune_runs(folder, settings.keep_runs, sink.run_id, still_read)
-    console.summary(summary)
-    return code
+
+
+@contextmanager
+def _frontier(
+    settings: Settings, state: StateStore | None, resumed: Resumed
+) -> Iterator[Frontier | None]:
+    """The run's frontier, in the state (or a temporary file), when it discovers URLs."""
+    if not settings.discovers():
+        yield None
+        return
+    where = state.path if state is not None else None
+    frontier = Frontier(where, settings.max_urls, resumed.active, resumed.urls)
+    try:
+        yield frontier
+    finally:
+        frontier.close()
 
 
 def completed(record: PageRecord, previous: PreviousRecords, splice: bool) -> PageRecord:
@@ -253,10 +278,9 @@ def completed(record: PageRecord, previous: PreviousRecords, splice: bool) -> Pa
     old = previous.fields(validators.record_ref)
     if old is None:
         log.warning(
-            "line %d: %s: unchanged, but its last full record (%s) is gone: written without "
+            "%s: unchanged, but its last full record (%s) is gone: written without "
             "its fields; the next run fetches it in full",
-            record.line_no,
-            mask_passwords(record.url),
+            mask_passwords(record.where()),
             validators.record_ref.split("/")[0],
         )
         assert record.state is not None
@@ -272,7 +296,7 @@ def record_line(record: PageRecord) -> str:
         what += f": {record.error.kind.value}: {record.error.message}"
     elif record.fields.get("status"):
         what += f" ({record.fields['status']})"
-    return f"line {record.line_no}: {mask_passwords(record.url)}: {what}"
+    return f"{mask_passwords(record.where())}: {what}"
 
 
 def _open_run(
@@ -315,7 +339,9 @@ def _count_resumed(counts: RunCounts, resumed: Resumed) -> None:
     for outcome, n in resumed.by_outcome.items():
         counts.by_outcome[outcome] += n
         counts.records += n
-    counts.resumed_records = len(resumed.lines)
+    counts.resumed_records = len(resumed.lines) + len(resumed.urls)
+    counts.discovered += len(resumed.urls)
+    counts.listed += len(resumed.lines)
     counts.resumed = resumed.active
 
 

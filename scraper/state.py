@@ -85,6 +85,8 @@ class RunLock:
             self.handle = None
 
 
+# The last fetch's time when it gave the page (a failure since says nothing of its content).
+OK_FETCHED_AT = "CASE WHEN last_outcome IN ('ok', 'unchanged') THEN fetched_at END"
 LOOKUP_CHUNK = 500  # URLs per IN (...) query; SQLite allows 32766 variables since 3.32
 
 
@@ -116,7 +118,8 @@ class StateStore:
         row = (
             self._reader()
             .execute(
-                "SELECT etag, last_modified, content_hash, record_ref FROM pages WHERE url = ?",
+                f"SELECT etag, last_modified, content_hash, record_ref, {OK_FETCHED_AT}"
+                " FROM pages WHERE url = ?",
                 (url,),
             )
             .fetchone()
@@ -135,7 +138,8 @@ class StateStore:
             rows = (
                 self._reader()
                 .execute(
-                    "SELECT url, etag, last_modified, content_hash, record_ref FROM pages "
+                    "SELECT url, etag, last_modified, content_hash, record_ref, "
+                    f"{OK_FETCHED_AT} FROM pages "
                     f"WHERE url IN ({marks})",
                     chunk,
                 )
@@ -178,9 +182,19 @@ class StateStore:
 
     def _write_pending(self, now: float) -> None:
         pages, self._pending = self._pending, []
+        forgotten = [(p.url,) for p in pages if p.forget]
+        # Not requested (sitemap lastmod): the last fetch's time stays, only the record moved.
+        moved = [
+            (p.validators.record_ref, p.url)
+            for p in pages
+            if not p.fetched and p.validators is not None and p.validators.record_ref
+        ]
+        pages = [p for p in pages if p.fetched]
         fetched = [p for p in pages if p.validators is not None]
         failed = [p for p in pages if p.validators is None]
         self._begin()
+        if moved:
+            self._db.executemany("UPDATE pages SET record_ref = ? WHERE url = ?", moved)
         self._db.executemany(
             "INSERT INTO pages (url, etag, last_modified, content_hash, last_status,"
             " last_outcome, last_error, fetched_at, changed_at, failures, record_ref)"
@@ -203,7 +217,6 @@ class StateStore:
             " fetched_at = excluded.fetched_at, failures = failures + 1",
             [(p.url, p.status, p.outcome, p.error, now) for p in failed],
         )
-        forgotten = [(p.url,) for p in pages if p.forget]
         if forgotten:  # the next run fetches these in full
             self._db.executemany(
                 "UPDATE pages SET etag = NULL, last_modified = NULL, content_hash = NULL,"

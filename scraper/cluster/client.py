@@ -4,9 +4,9 @@ The client (this process) streams the list, keeps the state, writes the output, 
 local run; the workers each run a local run's pipeline (cluster/worker.py) on the batches they
 are sent. Each host is owned by one worker at a time: a new host goes to the live worker with
 the fewest URLs so far, and all its URLs follow it (strict worker restrictions: Dask neither
-steals nor moves them), so per-host limits and the robots.txt cache hold cluster-wide. Batches
-are bounded (BATCH_DEPTH in flight per worker, each of batch_urls()), so the client holds a
-bounded window of the list, never the whole of it.
+steals nor moves them), so per-host limits and the robots.txt cache hold cluster-wide; the
+frontier of discovered URLs is the client's, and its URLs are sharded so too. Batches are
+bounded (BATCH_DEPTH in flight per worker), so the client holds a window of the list.
 
 A worker that leaves (crash, kill, lost network) has its hosts handed to live workers, and its
 unfinished batches are cancelled and sent again; records come back only with a finished batch,
@@ -27,6 +27,8 @@ from scraper import __version__
 from scraper.config.settings import Settings
 from scraper.errors import ConfigError
 from scraper.pipeline.base import RunCounts, RunEvents, ValidatorSource
+from scraper.pipeline.discovery import Discovery
+from scraper.pipeline.frontier import Frontier
 from scraper.pipeline.outcomes import failed_record, line_record, skipped_record
 from scraper.records import ErrorInfo, ErrorKind, PageRecord, UrlTask
 from scraper.url_list import read_url_list
@@ -183,6 +185,7 @@ class ClusterRun:
         state: ValidatorSource | None = None,
         incremental: bool = True,
         skip_lines: frozenset[int] = frozenset(),
+        frontier: Frontier | None = None,
     ) -> None:
         from datetime import datetime, timezone
 
@@ -198,6 +201,12 @@ class ClusterRun:
         self.live: list[str] = []
         self.checked_at = 0.0
         self.lost = False  # no worker left, none came back
+        # Discovered URLs are the client's: the workers send back what pages and sitemaps
+        # found, and the frontier's URLs are sharded by host as listed ones are.
+        self.frontier = frontier
+        self.discovery = Discovery(settings, frontier, incremental)
+        self._tasks: dict[int, UrlTask] = {}  # sent or buffered, by line, until recorded
+        self._list_done = False
 
     def run(
         self,
@@ -210,6 +219,9 @@ class ClusterRun:
         after each round of finished batches and at the end (as Pipeline.run)."""
         self.live = self.cluster.workers()
         entries = read_url_list(lines)
+        if self.frontier is not None:
+            for task in self.frontier.seed(self.settings.sitemaps):
+                self._buffer(task)
         try:
             self._loop(entries, write, grace_s, flush)
         finally:
@@ -228,10 +240,14 @@ class ClusterRun:
         from distributed import wait
 
         def emit(record: PageRecord) -> None:
+            task = self._tasks.pop(record.line_no, None)
+            if (kept := self.discovery.takes(task, record, self.counts)) is None:
+                return  # a sitemap's: counted, not written
+            record = kept
             if record.error is not None and record.outcome.value == "failed":
                 # Logged here, not on the worker: the client's console knows -q and the bar.
                 message = f"{record.error.kind.value}: {record.error.message}"
-                log.warning("line %d: %s: %s", record.line_no, record.url, message)
+                log.warning("%s: %s", record.where(), message)
             write(record)
             self.counts.add(record)
 
@@ -279,19 +295,52 @@ class ClusterRun:
         """Read until every worker has a full pipeline of batches; True at the list's end."""
         window = self.size * (BATCH_DEPTH + 1) * max(1, len(self.live))
         while self.dispatch.buffered() < window:
+            if self._list_done:
+                return self._read_frontier(emit)
             entry = next(entries, None)
             if entry is None:
-                return True
+                self._list_done = True
+                continue
             if entry.line_no in self.skip_lines:
                 continue
             if not isinstance(entry, UrlTask):
                 emit(line_record(entry))
                 continue
-            worker = self.dispatch.owner(host_key(entry.normalized_url), self.live)
-            self.dispatch.buffers[worker].append((entry, state_key(entry), None))
-            if len(self.dispatch.buffers[worker]) >= self.size:
-                self._submit(worker)
+            if self.frontier is not None:
+                kept, duplicates = self.discovery.claim([entry])
+                for record in duplicates:
+                    emit(record)
+                if not kept:
+                    continue
+            self._buffer(entry)
         return False
+
+    def _read_frontier(self, emit: Callable[[PageRecord], None]) -> bool:
+        """Buffer discovered URLs; True when none is left and none in flight could find more."""
+        if self.frontier is None:
+            return True
+        idle = not self.sent and not self.dispatch.buffered()
+        batch = self.frontier.take(self.size)
+        if not batch:
+            return idle
+        dated = [task for task in batch if task.lastmod is not None]
+        known = (
+            self.state.lookup_many([state_key(t) for t in dated]) if self.state and dated else {}
+        )
+        for task in batch:
+            record = self.discovery.lastmod_record(task, known.get(state_key(task)))
+            if record is not None:
+                emit(record)
+            else:
+                self._buffer(task)
+        return False
+
+    def _buffer(self, task: UrlTask) -> None:
+        self._tasks[task.line_no] = task
+        worker = self.dispatch.owner(host_key(task.normalized_url), self.live)
+        self.dispatch.buffers[worker].append((task, state_key(task), None))
+        if len(self.dispatch.buffers[worker]) >= self.size:
+            self._submit(worker)
 
     def _in_flight(self, worker: str) -> int:
         return sum(1 for sent in self.sent.values() if sent.worker == worker)
@@ -309,7 +358,11 @@ class ClusterRun:
         items = [buffer.popleft() for _ in range(min(self.size, len(buffer)))]
         if self.state is not None:  # the batch's validators in one query, as Pipeline does
             known = self.state.lookup_many([key for _, key, _ in items])
-            items = [(task, key, known.get(key)) for task, key, _ in items]
+            # A sitemap is read in full each run: no validators, no conditional request.
+            items = [
+                (task, key, known.get(key) if task.kind == "page" else None)
+                for task, key, _ in items
+            ]
         from scraper.cluster.worker import batch_task
 
         future = self.cluster.client.submit(

@@ -37,15 +37,15 @@ class Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per Settings field: `--threads`, `--page-deadline`, `-o/--output-dir`..."""
+def add_setting_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per Settings field (but those in `skip`): `--threads`, `-o/--output-dir`..."""
     group = parser.add_argument_group("settings (each also a key in the YAML file)")
     short = {"output_dir": ["-o"], "quiet": ["-q"], "threads": ["-t"], "processes": ["-p"]}
     # Names wget and curl users reach for, where the meaning is the same.
     short |= {"user_agent": ["-U"]}
     aliases = {"host_delay_s": ["--wait"]}
     for name, spec in SETTING_FIELDS.items():
-        if spec.metadata.get("flag") is False:
+        if spec.metadata.get("flag") is False or name in skip:
             continue
         names = [*short.get(name, []), flag_name(name), *aliases.get(name, [])]
         help_text = f"{spec.metadata['help']} (default: {_shown_default(spec)})"
@@ -65,6 +65,16 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
                 action=argparse.BooleanOptionalAction,
                 default=None,
                 help=help_text,
+            )
+        elif name == "sitemaps":
+            group.add_argument(
+                "--sitemap",
+                dest=name,
+                action="append",
+                default=None,
+                metavar="URL",
+                help=f"{spec.metadata['help'].split(';')[0]}; repeatable; then the list may be "
+                "left out",
             )
         elif kind == "list[int]":
             group.add_argument(

@@ -27,6 +27,7 @@ DEFAULT_CONFIG_PATH = Path("config/scraper.yaml")
 MAX_CONFIG_BYTES = 1024 * 1024  # a settings file is a few KB; refuse to parse a 50 MB one
 PARSERS = ("lxml", "bs4")
 FORMATS = ("jsonl", "csv", "sqlite")
+LASTMOD_CHOICES = ("trust", "ignore")
 
 
 def _setting(default: Any, help: str, **rules: Any) -> Any:
@@ -117,6 +118,26 @@ class Settings:
     max_pending_urls: int = _setting(
         10_000, "URLs read ahead and waiting for their host's turn", min=1, max=10_000_000
     )
+    sitemaps: list[str] = _setting(
+        [],
+        "sitemap URLs (sitemaps.org; indexes and .xml.gz too) whose pages are fetched as well "
+        "as the list's; --sitemap URL, repeatable",
+    )
+    sitemaps_from_robots: bool = _setting(
+        False, "also read the sitemaps named by each listed host's robots.txt (Sitemap: lines)"
+    )
+    sitemap_lastmod: str = _setting(
+        "trust",
+        "trust: a sitemap URL whose <lastmod> is not newer than its last fetch is not "
+        "requested (recorded unchanged); ignore: fetch it anyway (some sites' lastmod lies)",
+        choices=LASTMOD_CHOICES,
+    )
+    max_urls: int = _setting(
+        100_000,
+        "discovered URLs (sitemaps, follow rules) queued in one run at most",
+        min=1,
+        max=1_000_000_000,
+    )
     max_failure_ratio: float = _setting(
         0.0, "exit 1 only when more than this share of URL lines failed", min=0, max=1
     )
@@ -169,6 +190,12 @@ class Settings:
     )
     # Not a setting either: the settings file this run read ("" for none), for the summary.
     config_file: str = field(default="", compare=False, metadata={"setting": False})
+
+    def discovers(self) -> bool:
+        """Whether the run finds URLs besides the list's: sitemaps or follow rules."""
+        return bool(
+            self.sitemaps or self.sitemaps_from_robots or any(site.follow for site in self.sites)
+        )
 
     def effective_processes(self) -> int:
         """`processes`, with 0 resolved to the number of usable CPU cores."""
@@ -277,11 +304,27 @@ def check_value(name: str, value: Any, where: str) -> Any:
         _check_headers(value, where)
     if name == "retry_statuses":
         value = _check_statuses(value, where)
+    if name == "sitemaps":
+        value = _check_sitemaps(value, where)
     if name == "ca_bundle" and value:
         _check_ca_bundle(value, where)
     if name == "proxy" and value and not value.startswith(("http://", "https://")):
         raise ConfigError(f"{where}: expected an http:// or https:// proxy URL")
     return value
+
+
+def _check_sitemaps(value: list[Any], where: str) -> list[str]:
+    from scraper.urls import InvalidUrl, normalize_url
+
+    urls = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ConfigError(f"{where}: {item!r}: expected a sitemap URL")
+        try:
+            urls.append(normalize_url(item.strip()))
+        except InvalidUrl as exc:
+            raise ConfigError(f"{where}: {item.strip()[:100]}: {exc}") from None
+    return list(dict.fromkeys(urls))
 
 
 def _check_ca_bundle(path: str, where: str) -> None:
@@ -302,6 +345,7 @@ def _type_of(spec: dataclasses.Field[Any]) -> type:
         "bool": bool,
         "dict[str, str]": dict,
         "list[int]": list,
+        "list[str]": list,
     }
     return names[str(spec.type)]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scraper.errors import ConfigError
-from scraper.parse.rules import FieldRule, SiteRule
+from scraper.parse.rules import FieldRule, FollowRule, SiteRule
 
 if TYPE_CHECKING:
     import yaml
@@ -34,7 +34,9 @@ FIELD_OPTIONS = (
     "join",
     "format",
 )
-SITE_KEYS = ("name", "match", "fields")
+SITE_KEYS = ("name", "match", "fields", "follow", "max_depth", "same_host")
+FOLLOW_KINDS = ("css", "xpath", "regex")
+MAX_DEPTH = 1000
 MATCH_KINDS = ("glob", "host", "regex")
 # Scrapy-style pseudo-elements, accepted at the end of a CSS selector: `h1::text`, `a::attr(href)`.
 _PSEUDO_ELEMENT = re.compile(r"::(text|attr\(\s*([^)\s]+)\s*\))\s*$")
@@ -76,6 +78,24 @@ def _parse_site(path: Path, index: int, node: yaml.Node) -> SiteRule:
     if "match" not in entries:
         raise ConfigError(f"{path}:{_line(node)}: {label}: match: missing (a glob, host or regex)")
     kind, pattern = _parse_match(path, entries["match"][1], label)
+    follow = _parse_follow(path, entries, label)
+    max_depth = _construct(path, entries, "max_depth", label)
+    same_host = _construct(path, entries, "same_host", label)
+    where = f"{path}:{_line(node)}: {label}"
+    if max_depth is None:
+        max_depth = 1
+    elif isinstance(max_depth, bool) or not isinstance(max_depth, int):
+        raise ConfigError(f"{where}: max_depth: expected a whole number, got {max_depth!r}")
+    elif not 0 <= max_depth <= MAX_DEPTH:
+        raise ConfigError(f"{where}: max_depth: {max_depth} is not between 0 and {MAX_DEPTH}")
+    if same_host is None:
+        same_host = True
+    elif not isinstance(same_host, bool):
+        raise ConfigError(f"{where}: same_host: expected true or false, got {same_host!r}")
+    if ("max_depth" in entries or "same_host" in entries) and not follow:
+        raise ConfigError(f"{where}: max_depth and same_host need follow: (selectors or regexes)")
+    if "fields" not in entries and follow:  # a site that only says which links to follow
+        return SiteRule(name.strip(), kind, pattern, (), follow, max_depth, same_host)
     if "fields" not in entries:
         raise ConfigError(f"{path}:{_line(node)}: {label}: fields: missing")
     fields_node = entries["fields"][1]
@@ -94,7 +114,50 @@ def _parse_site(path: Path, index: int, node: yaml.Node) -> SiteRule:
             raise ConfigError(f"{where}: duplicate field")
         seen.add(field_name)
         fields.append(_parse_field(path, field_name, value_node, field_label))
-    return SiteRule(name.strip(), kind, pattern, tuple(fields))
+    return SiteRule(name.strip(), kind, pattern, tuple(fields), follow, max_depth, same_host)
+
+
+def _parse_follow(
+    path: Path, entries: dict[str, tuple[yaml.Node, yaml.Node]], label: str
+) -> tuple[FollowRule, ...]:
+    """`follow:` a selector or a list of them: a string is CSS; {xpath: ...}, {regex: ...}."""
+    import yaml
+
+    if "follow" not in entries:
+        return ()
+    node = entries["follow"][1]
+    items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    rules = []
+    for item in items:
+        where = f"{path}:{_line(item)}: {label}: follow"
+        if isinstance(item, yaml.ScalarNode) and item.tag == "tag:yaml.org,2002:str":
+            kind, pattern = "css", item.value
+        elif (
+            isinstance(item, yaml.MappingNode)
+            and len(item.value) == 1
+            and isinstance(item.value[0][1], yaml.ScalarNode)
+        ):
+            kind, pattern = item.value[0][0].value, item.value[0][1].value
+            if kind not in FOLLOW_KINDS:
+                raise ConfigError(
+                    f"{where}: {kind!r}: expected css, xpath or regex{_hint(kind, FOLLOW_KINDS)}"
+                )
+        else:
+            raise ConfigError(f"{where}: expected a CSS selector, {{xpath: ...}} or {{regex: ...}}")
+        if not pattern.strip():
+            raise ConfigError(f"{where}: empty {kind}")
+        attr = None
+        if kind == "css":
+            pattern, attr = _split_pseudo_element(pattern, None, where)
+            check_css(pattern, where)
+        elif kind == "xpath":
+            check_xpath(pattern, where)
+        else:
+            _compile_regex(pattern, where)
+        rules.append(FollowRule(kind, pattern, attr))
+    if not rules:
+        raise ConfigError(f"{path}:{_line(node)}: {label}: follow: empty list")
+    return tuple(rules)
 
 
 def _parse_match(path: Path, node: yaml.Node, label: str) -> tuple[str, str]:

@@ -123,7 +123,7 @@ async def _serve(
     control: Connection,
     tls: tuple[str, str] | None,
 ) -> None:
-    site = DemoSite(n_pages)
+    site = DemoSite(n_pages, scheme="https" if tls is not None else "http")
     for i in range(min(n_pages, 20_000)):  # build pages before timing starts
         site.page(i)
     context = None

@@ -24,6 +24,9 @@ GONE_EVERY, GONE_AT = 50, 13  # /gone/i → 404
 CP1252_EVERY, CP1252_AT = 50, 21  # windows-1252, declared only by <meta>
 LAST_MODIFIED = email.utils.formatdate(1_700_000_000, usegmt=True)
 EXTERNAL = "https://example.org"
+SITEMAP_URLS = 10_000  # pages per sitemap file (the protocol allows 50,000)
+SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
+LASTMOD = "2023-11-14T22:13:20Z"  # LAST_MODIFIED in W3C form: the pages never change
 
 WORDS = [
     "data",
@@ -115,9 +118,11 @@ def list_paths(count: int) -> Iterator[str]:
 class DemoSite:
     """Pages and ground truth for `n_pages` distinct pages; page ids past that wrap around."""
 
-    def __init__(self, n_pages: int = 2000) -> None:
+    def __init__(self, n_pages: int = 2000, scheme: str = "http") -> None:
         self.n_pages = max(1, n_pages)
+        self.scheme = scheme
         self._pages: dict[int, tuple[bytes, PageTruth]] = {}
+        self._sitemaps: dict[tuple[str, int], bytes] = {}
 
     def page(self, i: int) -> tuple[bytes, PageTruth]:
         """Body and truth of page `i` (cached)."""
@@ -137,6 +142,8 @@ class DemoSite:
     def respond(self, path: str, headers: dict[str, str]) -> Response:
         """The response for a GET of `path` with (lower-cased) request `headers`."""
         kind, _, number = path.partition("?")[0].strip("/").partition("/")
+        if kind in ("sitemap.xml", "sitemaps"):
+            return self._sitemap(kind, number, headers.get("host", "127.0.0.1"))
         if kind in ("shop", "news"):
             return _fixture(path.partition("?")[0], headers)
         if not number.isdigit() or len(number) > 9:
@@ -153,6 +160,37 @@ class DemoSite:
         body, truth = self.page(i)
         charset = "utf-8" if truth.encoding == "utf-8" else None
         return _html_response(body, charset, headers)
+
+    def _sitemap(self, kind: str, name: str, host: str) -> Response:
+        """/sitemap.xml: an index of /sitemaps/pages-<k>.xml.gz, gzipped urlsets of
+        SITEMAP_URLS pages each (every /page/<i> of the site), with the pages' lastmod."""
+        origin = f"{self.scheme}://{host}"
+        files = -(-self.n_pages // SITEMAP_URLS)
+        if kind == "sitemap.xml":
+            locs = "".join(
+                f"<sitemap><loc>{origin}/sitemaps/pages-{k}.xml.gz</loc></sitemap>"
+                for k in range(files)
+            )
+            xml = f'<?xml version="1.0" encoding="UTF-8"?>\n<sitemapindex xmlns="{SITEMAP_NS}">'
+            return Response(
+                200,
+                (("Content-Type", "application/xml"),),
+                (xml + locs).encode() + b"</sitemapindex>\n",
+            )
+        number = name.removeprefix("pages-").removesuffix(".xml.gz")
+        if not number.isdigit() or int(number) >= files:
+            return _plain(404, b"not found\n")
+        k = int(number)
+        if (host, k) not in self._sitemaps:
+            stop = min(self.n_pages, (k + 1) * SITEMAP_URLS)
+            urls = "".join(
+                f"<url><loc>{origin}/page/{i}</loc><lastmod>{LASTMOD}</lastmod></url>\n"
+                for i in range(k * SITEMAP_URLS, stop)
+            )
+            xml = f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="{SITEMAP_NS}">\n'
+            body = gzip.compress((xml + urls + "</urlset>\n").encode(), 6)
+            self._sitemaps[(host, k)] = body
+        return Response(200, (("Content-Type", "application/gzip"),), self._sitemaps[(host, k)])
 
 
 def _fixture(path: str, headers: dict[str, str]) -> Response:

@@ -45,9 +45,16 @@ class RobotsCache:
     At most 512 KiB is read (http.fetch_robots' cap, RFC 9309 §2.5: at least 500 KiB).
     """
 
-    def __init__(self, user_agent: str, retry_s: float = RETRY_S) -> None:
+    def __init__(
+        self,
+        user_agent: str,
+        retry_s: float = RETRY_S,
+        on_sitemaps: Callable[[str, list[str]], None] | None = None,
+    ) -> None:
+        """`on_sitemaps(host, urls)`: told the Sitemap: lines of each robots.txt read."""
         self.user_agent = user_agent
         self.retry_s = retry_s
+        self.on_sitemaps = on_sitemaps
         self._lock = threading.Lock()
         self._entries: dict[str, _RobotsEntry] = {}
 
@@ -89,6 +96,10 @@ class RobotsCache:
 
                 text = body.decode("utf-8", errors="replace")
                 entry.parser = Protego.parse(text)
+                if self.on_sitemaps is not None:
+                    sitemaps = list(entry.parser.sitemaps)
+                    if sitemaps:
+                        self.on_sitemaps(key, sitemaps)
             elif 400 <= status < 500 and status != 429:
                 entry.allow_all = True
             else:  # 429 (as Google reads it) and 5xx: the host is unreachable for now

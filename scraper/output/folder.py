@@ -50,6 +50,7 @@ class Resumed:
     """What a killed run's partial record file already holds."""
 
     lines: set[int] = field(default_factory=set)
+    urls: set[str] = field(default_factory=set)  # of the discovered URLs recorded (line null)
     by_outcome: dict[str, int] = field(default_factory=dict)
     active: bool = True  # False: a new run, nothing resumed
 
@@ -62,7 +63,10 @@ def read_partial(path: Path, fmt: str) -> Resumed:
     with path.open(encoding="utf-8", newline="") as handle:
         rows = csv.DictReader(handle) if fmt == "csv" else (json.loads(x) for x in handle)
         for row in rows:
-            found.lines.add(int(row["line"]))
+            if row["line"] in (None, ""):
+                found.urls.add(row["url"])
+            else:
+                found.lines.add(int(row["line"]))
             found.by_outcome[row["outcome"]] = found.by_outcome.get(row["outcome"], 0) + 1
     return found
 

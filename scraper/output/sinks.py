@@ -59,7 +59,8 @@ def record_columns(settings: Any) -> tuple[str, ...]:
         + (("structured",) if settings.structured_data else ())
         + (("html_file",) if settings.save_html else ())
     )
-    return CSV_COLUMNS[:4] + extra + CSV_COLUMNS[4:]
+    found = ("found_on", "depth") if settings.discovers() else ()
+    return CSV_COLUMNS[:2] + found + CSV_COLUMNS[2:4] + extra + CSV_COLUMNS[4:]
 
 
 def flat_record(record: PageRecord) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from scraper.parse.html import Document
-from scraper.parse.rules import FieldRule, SiteRule, url_matcher
+from scraper.parse.rules import FieldRule, FollowRule, SiteRule, url_matcher
 from scraper.parse.values import ValueProblem, convert
 
 MAX_COLSPAN = 100  # a hostile colspan="1000000" must not build a million-key row
@@ -105,6 +105,7 @@ class _CompiledSite:
     matches: Callable[[str], Any]
     selectors: tuple[Selector, ...]
     patterns: tuple[re.Pattern[str] | None, ...]
+    follow: tuple[tuple[FollowRule, Selector | re.Pattern[str]], ...] = ()
 
 
 _COMPILED: dict[int, tuple[tuple[SiteRule, ...], list[_CompiledSite]]] = {}
@@ -124,11 +125,63 @@ def _compiled(sites: tuple[SiteRule, ...]) -> list[_CompiledSite]:
                 for f in site.fields
             ),
             tuple(re.compile(f.regex) if f.regex else None for f in site.fields),
+            tuple((rule, _compile_follow(rule)) for rule in site.follow),
         )
         for site in sites
     ]
     _COMPILED[id(sites)] = (sites, compiled)
     return compiled
+
+
+def _compile_follow(rule: FollowRule) -> Selector | re.Pattern[str]:
+    if rule.kind == "regex":
+        return re.compile(rule.pattern)
+    return compile_css(rule.pattern) if rule.kind == "css" else compile_xpath(rule.pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowPlan:
+    """The follow rules of the site a page belongs to, as the parse stage runs them."""
+
+    site: _CompiledSite
+    same_host: bool
+
+
+def follow_plan(
+    sites: tuple[SiteRule, ...], final_url: str, listed_url: str, depth: int
+) -> FollowPlan | None:
+    """The page's site's follow rules when its depth lets links be followed, else None."""
+    site = _site(_compiled(sites), final_url, listed_url)
+    if site is None or not site.follow or depth >= site.rule.max_depth:
+        return None
+    return FollowPlan(site, site.rule.same_host)
+
+
+def follow_hrefs(plan: FollowPlan, doc: Document) -> list[str]:
+    """The hrefs (as written) that the plan's CSS and XPath rules select in `doc`: each
+    element's `attr` (css `::attr(x)`), else its href, else its src; an XPath's strings."""
+    hrefs: list[str] = []
+    for rule, compiled in plan.site.follow:
+        if not isinstance(compiled, Selector):
+            continue
+        tree = doc.soup() if compiled.on_soup else doc.root()
+        if tree is None:
+            continue
+        for node in _as_list(compiled.run(tree)):
+            if isinstance(node, str):
+                hrefs.append(str(node))
+            elif _is_element(node):
+                names = (rule.attr,) if rule.attr else ("href", "src")
+                value = next((v for n in names if (v := _attribute(node, n)) is not None), None)
+                if value is not None:
+                    hrefs.append(value)
+    return hrefs
+
+
+def follow_matching(plan: FollowPlan, links: list[str]) -> list[str]:
+    """The page's links (absolute) that the plan's regex rules find."""
+    patterns = [c for _, c in plan.site.follow if isinstance(c, re.Pattern)]
+    return [link for link in links if any(p.search(link) for p in patterns)]
 
 
 def site_for(sites: tuple[SiteRule, ...], final_url: str, listed_url: str) -> SiteRule | None:

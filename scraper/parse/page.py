@@ -16,12 +16,20 @@ from typing import Any
 from scraper.errors import PageError
 from scraper.parse.decode import decode_body
 from scraper.parse.events import extract_events
-from scraper.parse.extract import ExtractProblem, extract_fields, site_for
+from scraper.parse.extract import (
+    ExtractProblem,
+    extract_fields,
+    follow_hrefs,
+    follow_matching,
+    follow_plan,
+    site_for,
+)
 from scraper.parse.html import Document, html_parser
 from scraper.parse.rules import SiteRule
-from scraper.records import ErrorKind, FetchedPage
+from scraper.records import ErrorKind, FetchedPage, Found
 from scraper.urls import (
     document_base,
+    host_key,
     mask_passwords,
     other_scheme,
     redact_url,
@@ -34,6 +42,8 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
 _TYPES = re.compile(r'(?:[^,"]|"[^"]*")+')  # comma-separated, commas in quoted values kept
 HIDDEN_TAGS = ("script", "style", "noscript", "template")
 LINK_TAGS = ("a", "area")
+# The fields' key of what a page gives the frontier (a records.Found; never written out).
+FOUND = "_found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +64,12 @@ def parse_options(settings: Any) -> ParseOptions:
 
 
 def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
-    """The record's page fields for one fetched page; raises PageError."""
+    """The record's page fields for one fetched page (a sitemap's, parse/sitemap.py, when
+    the task is one); raises PageError."""
+    if page.task.kind == "sitemap":
+        from scraper.parse.sitemap import sitemap_fields
+
+        return sitemap_fields(page)
     header = content_type_of(page.headers.get("content-type", ""))
     content_type = media_type(header)
     fields: dict[str, Any] = {
@@ -88,25 +103,51 @@ def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
     except (ValueError, LookupError, RecursionError) as exc:
         raise PageError(ErrorKind.PARSE, f"{type(exc).__name__}: {exc}"[:300]) from exc
     words = found.pop("words")
+    links = found["links"]
     fields.update(mask_passwords(found))  # a page's own links and words may hold some too
     fields["word_count"] = len(words)
     fields["text"] = mask_passwords(_capped(words, options.max_text_chars))
     if extras is not None:
         fields.update(mask_passwords(extras.fields))
+        if extras.follow is not None:
+            fields[FOUND] = extras.followed(links)
         if extras.problem is not None:
             raise PageError(ErrorKind.EXTRACT, extras.problem, fields)
     return fields
 
 
 class _Extras:
-    """The site's fields and structured data, taken before the parse stage strips scripts."""
+    """The site's fields, the links its follow rules select and structured data, taken
+    before the parse stage strips scripts."""
 
     def __init__(self, page: FetchedPage, options: ParseOptions) -> None:
         self.page, self.options = page, options
         self.fields: dict[str, Any] = {}
         self.problem: str | None = None
+        self.follow = (
+            follow_plan(options.sites, page.final_url, page.task.url, page.task.depth)
+            if options.sites
+            else None
+        )
+        self.hrefs: list[str] = []
+        self.base = page.final_url
+
+    def followed(self, links: list[str]) -> Found:
+        """The links to queue: those the CSS and XPath rules selected, resolved against the
+        page's base, and the page's links the regex rules find; on the page's host only
+        when the site says same_host. Absolute, in the WHATWG form, each once."""
+        assert self.follow is not None
+        urls = dict.fromkeys(u for h in self.hrefs if (u := web_link(self.base, h)) is not None)
+        urls.update(dict.fromkeys(follow_matching(self.follow, links)))
+        if self.follow.same_host:
+            own = host_key(self.page.final_url)
+            urls = {u: None for u in urls if host_key(u) == own}
+        return Found(pages=tuple(urls))
 
     def __call__(self, doc: Document, base_url: str) -> None:
+        if self.follow is not None:
+            self.base = base_url
+            self.hrefs = follow_hrefs(self.follow, doc)
         if self.options.sites:
             try:
                 self.fields.update(

@@ -28,13 +28,27 @@ class FieldRule:
 
 
 @dataclass(frozen=True, slots=True)
+class FollowRule:
+    """Which links of a site's page are queued too: the `href` (or `attr`) of the elements a
+    CSS or XPath selector finds (an XPath may select attribute values), or the page's links
+    a regex finds (re.search over the absolute URL)."""
+
+    kind: str  # css, xpath or regex
+    pattern: str
+    attr: str | None = None  # css: from `::attr(name)`; None: href, else src
+
+
+@dataclass(frozen=True, slots=True)
 class SiteRule:
-    """A site: which URLs it covers and the fields taken from its pages."""
+    """A site: which URLs it covers, the fields taken from its pages and the links followed."""
 
     name: str
     match_kind: str  # glob, host or regex
     pattern: str
     fields: tuple[FieldRule, ...]
+    follow: tuple[FollowRule, ...] = ()
+    max_depth: int = 1  # links are followed from pages at depth < max_depth
+    same_host: bool = True  # follow only links to the page's own host
 
 
 def url_matcher(kind: str, pattern: str) -> Any:

@@ -1,5 +1,5 @@
-"""Sitemaps (sitemaps.org protocol) read safely and as a stream: the first piece of URL
-discovery (issue 16), not wired to the command line yet.
+"""Sitemaps (sitemaps.org protocol) read safely and as a stream, in the parse workers: what a
+sitemap gives the frontier (pipeline/frontier.py).
 
 - A urlset's `<url><loc>` (with `<lastmod>`) or a sitemapindex's `<sitemap><loc>`, the
   namespace optional (many sites leave it out), each element dropped once read, so a 50 MB
@@ -9,7 +9,9 @@ discovery (issue 16), not wired to the command line yet.
 - No DTD at all (a DOCTYPE is refused before parsing: no billion laughs, no external
   entities), lxml with resolve_entities=False and no_network=True besides.
 - URLs on another host than the sitemap's are left out (the protocol's rule; the path rule,
-  which Google does not apply either, is not), each in the WHATWG form (urls.normalize_url).
+  which Google does not apply either, is not), but for a sitemap that a host's robots.txt
+  names, which may list that host's URLs (the protocol's "cross submits"); each URL in the
+  WHATWG form (urls.normalize_url).
 Problems are collected in words; nothing raises for a bad sitemap.
 """
 
@@ -21,9 +23,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from scraper.urls import InvalidUrl, host_key, normalize_url
+from scraper.records import FetchedPage, Found
+from scraper.urls import InvalidUrl, host_key, normalize_url, redact_url
+
+FOUND = "_found"  # as parse/page.py names it
 
 MAX_ENTRIES = 50_000
 MAX_BYTES = 50 * 1024 * 1024
@@ -77,8 +82,11 @@ class _TooLarge(Exception):
     pass
 
 
-def read_sitemap(body: bytes, sitemap_url: str, max_entries: int = MAX_ENTRIES) -> Sitemap:
-    """The entries of one sitemap file (`body` as fetched, gzipped or not)."""
+def read_sitemap(
+    body: bytes, sitemap_url: str, max_entries: int = MAX_ENTRIES, for_host: str = ""
+) -> Sitemap:
+    """The entries of one sitemap file (`body` as fetched, gzipped or not); `for_host`: the
+    host (urls.host_key) whose robots.txt named it, whose URLs it may list too."""
     result = Sitemap()
     raw: BinaryIO = io.BytesIO(body)
     if body.startswith(GZIP_MAGIC):
@@ -92,7 +100,7 @@ def read_sitemap(body: bytes, sitemap_url: str, max_entries: int = MAX_ENTRIES) 
     if b"<!DOCTYPE" in head.upper() or b"<!ENTITY" in head.upper():
         result.problems.append("a sitemap with a DTD is refused (entities are not expanded)")
         return result
-    own_host = host_key(sitemap_url)
+    hosts = {host_key(sitemap_url), for_host or host_key(sitemap_url)}
     try:
         for kind, loc, lastmod in _elements(stream):
             result.kind = result.kind or kind
@@ -106,7 +114,7 @@ def read_sitemap(body: bytes, sitemap_url: str, max_entries: int = MAX_ENTRIES) 
             except InvalidUrl as exc:
                 result.note(f"<loc> {loc[:100]!r} left out: {exc}")
                 continue
-            if host_key(url) != own_host:
+            if host_key(url) not in hosts:
                 result.note(f"<loc> {url[:100]} left out: another host than the sitemap's")
                 continue
             result.entries.append(SitemapEntry(url, parse_lastmod(lastmod)))
@@ -117,6 +125,29 @@ def read_sitemap(body: bytes, sitemap_url: str, max_entries: int = MAX_ENTRIES) 
     except SyntaxError as exc:  # lxml's XMLSyntaxError
         result.problems.append(f"not well-formed XML: {str(exc)[:200]}")
     return result
+
+
+def sitemap_fields(page: FetchedPage) -> dict[str, Any]:
+    """A fetched sitemap as the parse stage returns it: what it says in a few words, and
+    (under page.FOUND) its URLs and lastmods, or the sitemaps an index lists."""
+    task = page.task
+    sitemap = read_sitemap(page.body, task.normalized_url, for_host=task.for_host)
+    urls = tuple(e.url for e in sitemap.entries)
+    problems = list(sitemap.problems)
+    if sitemap.more_problems:
+        problems.append(f"... and {sitemap.more_problems} more problems")
+    if sitemap.kind == "sitemapindex":
+        found = Found(sitemaps=urls, problems=tuple(problems))
+    else:
+        lastmods = tuple(e.lastmod.timestamp() if e.lastmod else None for e in sitemap.entries)
+        found = Found(pages=urls, lastmods=lastmods, problems=tuple(problems))
+    summary = {"kind": sitemap.kind or None, "entries": len(urls), "problems": problems}
+    return {
+        "final_url": redact_url(page.final_url),
+        "status": page.status,
+        "sitemap": summary,
+        FOUND: found,
+    }
 
 
 def _elements(stream: BinaryIO) -> Iterator[tuple[str, str, str | None]]:

@@ -13,9 +13,12 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scraper.records import Outcome, PageRecord, Validators
+
+if TYPE_CHECKING:
+    from scraper.pipeline.frontier import Frontier
 from scraper.url_list import LineStream, ListEntry
 
 
@@ -61,9 +64,18 @@ class RunCounts:
     resumed: bool = False  # this run finishes a killed one (--resume)
     resumed_records: int = 0  # records the killed run had already written
     cluster_start_s: float | None = None  # connecting to (or starting) the Dask cluster
+    listed: int = 0  # records of list lines
+    discovered: int = 0  # records of discovered URLs (sitemaps, follow rules)
+    sitemaps_read: int = 0
+    sitemaps_failed: int = 0
+    frontier: Any = None  # the frontier's FrontierCounts, when the run discovers URLs
 
     def add(self, record: PageRecord) -> None:
         self.records += 1
+        if record.found_on is not None:
+            self.discovered += 1
+        else:
+            self.listed += 1
         self.by_outcome[record.outcome.value] += 1
         if record.error is not None and record.outcome is Outcome.FAILED:
             self.failed_by_kind[record.error.kind.value] += 1
@@ -95,8 +107,11 @@ class Engine(Protocol):
         ...
 
 
-# Builds a run's engine: (events, validator source, incremental, lines to pass over) -> engine.
-MakeEngine = Callable[[RunEvents, ValidatorSource | None, bool, frozenset[int]], Engine]
+# Builds a run's engine: (events, validator source, incremental, lines to pass over, the
+# frontier of discovered URLs or None) -> engine.
+MakeEngine = Callable[
+    [RunEvents, ValidatorSource | None, bool, frozenset[int], "Frontier | None"], Engine
+]
 
 
 def run_summary(
@@ -118,6 +133,7 @@ def run_summary(
         "pages_per_s": round(counts.fetched / active, 2) if active > 0 else 0.0,
         "body_bytes": counts.body_bytes,
         "first_request_s": counts.first_request_s,
+        **_discovery_summary(counts),
         "parse_workers_replaced": counts.workers_replaced,
         "resumed": counts.resumed,
         "resumed_records": counts.resumed_records,
@@ -125,3 +141,19 @@ def run_summary(
         "stopped_by": stopped_by,  # SIGINT, SIGTERM or max_run_time; null: ran to the end
         "exit_code": int(code),
     } | ({"cluster_start_s": round(counts.cluster_start_s, 3)} if counts.cluster_start_s else {})
+
+
+def _discovery_summary(counts: RunCounts) -> dict[str, Any]:
+    """Listed and discovered records apart (they add up to `records`), and the sitemaps."""
+    if counts.frontier is None:
+        return {}
+    frontier = counts.frontier
+    return {
+        "urls": {"listed": counts.listed, "discovered": counts.discovered},
+        "discovery": {
+            "sitemaps_read": counts.sitemaps_read,
+            "sitemaps_failed": counts.sitemaps_failed,
+            "queued": frontier.pages,
+            "left_out_max_urls": frontier.left_out,
+        },
+    }

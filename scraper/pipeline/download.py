@@ -18,6 +18,7 @@ from scraper.fetch.politeness import HostScheduler, Lease, PoliteGate, TurnUsed
 from scraper.fetch.retry import GIVE_UP, decide_retry
 from scraper.output.folder import save_html
 from scraper.parse.page import HTML_TYPES, media_type
+from scraper.parse.sitemap import MAX_BYTES as SITEMAP_MAX_BYTES
 from scraper.pipeline.outcomes import failed_record, unchanged_record, unfinished_record
 from scraper.records import ErrorInfo, ErrorKind, FetchedPage, PageRecord, Validators
 from scraper.urls import mask_passwords
@@ -37,6 +38,11 @@ class Download:
     ) -> None:
         self.settings, self.limits = settings, limits
         self.scheduler, self.incremental = scheduler, incremental
+        # A sitemap may hold 50 MB (the protocol's cap, which parse/sitemap.py applies
+        # again after gunzip): kept up to that, whatever max_body_bytes says of pages.
+        self.sitemap_limits = dataclasses.replace(
+            limits, max_body_bytes=max(limits.max_body_bytes, SITEMAP_MAX_BYTES), truncate_body=True
+        )
 
     def __call__(
         self, session: Any, lease: Lease, gate: PoliteGate, known: Validators | None
@@ -49,9 +55,8 @@ class Download:
         retryable = True
         try:
             conditional = conditional_headers(known) if self.incremental else None
-            page = fetch_page(
-                session, task, self.limits, gate, attempt, conditional, known is not None
-            )
+            limits = self.sitemap_limits if task.kind == "sitemap" else self.limits
+            page = fetch_page(session, task, limits, gate, attempt, conditional, known is not None)
             error = None
             if page.status >= 400:
                 error = ErrorInfo(ErrorKind.HTTP_STATUS, status_message(page.status))
@@ -63,7 +68,7 @@ class Download:
             error, retryable = exc.info(), exc.retryable
             if exc.__cause__ is not None:  # the words are the record's; --debug gets the detail
                 detail = mask_passwords(repr(exc.__cause__))
-                log.debug("line %d: %s: %s", task.line_no, task.url, detail)
+                log.debug("%s: %s", task.where(), detail)
         except Exception as exc:  # a bug: record it as internal, keep the run going
             log.debug("internal error fetching %s", task.url, exc_info=True)
             error = ErrorInfo(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
@@ -79,9 +84,8 @@ class Download:
             and self.scheduler.retry(lease, decision.delay_s, error)
         ):
             log.info(
-                "line %d: %s: %s; retry %d in %.1fs",
-                task.line_no,
-                task.url,
+                "%s: %s; retry %d in %.1fs",
+                task.where(),
                 error.message,
                 attempt,
                 decision.delay_s,
@@ -97,7 +101,7 @@ class Download:
         same = known is not None and page.content_hash == known.content_hash
         if page.status == 304 or (same and self.incremental):
             return unchanged_record(task, page, known)
-        if self.settings.save_html:
+        if self.settings.save_html and task.kind == "page":
             page = self._save_html(page)
         return dataclasses.replace(page, changed=False) if same else page
 
@@ -107,6 +111,6 @@ class Download:
         try:
             name = save_html(Path(self.settings.output_dir), page.task.normalized_url, page.body)
         except OSError as exc:  # a full disk loses the copy, not the record
-            log.warning("line %d: cannot save HTML: %s", page.task.line_no, exc)
+            log.warning("%s: cannot save HTML: %s", page.task.where(), exc)
             return page
         return dataclasses.replace(page, html_file=name)

@@ -15,6 +15,7 @@ flight, read no more) or `abort` (leave now); this module's main loop does the r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -32,9 +33,11 @@ from scraper.fetch.http import (
 )
 from scraper.fetch.politeness import HostScheduler, PoliteGate, Queued
 from scraper.fetch.robots import RobotsCache
-from scraper.parse.page import parse_options, parse_page
+from scraper.parse.page import FOUND, parse_options, parse_page
 from scraper.pipeline.base import RunCounts, RunEvents, Source, ValidatorSource
+from scraper.pipeline.discovery import Discovery
 from scraper.pipeline.download import Download
+from scraper.pipeline.frontier import Frontier
 from scraper.pipeline.outcomes import (
     failed_record,
     line_record,
@@ -66,6 +69,7 @@ POLL_S = 0.2
 LOOKUP_BATCH = 256
 FLUSH_EVERY = 256  # records written between two flushes at most, when they keep coming
 SKIP_BATCH = 1024  # skipped records of unread lines per queue item, after a stop
+FRONTIER_POLL_S = 0.02  # the frontier is empty but pages in flight may still find URLs
 
 
 class _Countdown:
@@ -92,10 +96,12 @@ class Pipeline:
         state: ValidatorSource | None = None,
         incremental: bool = True,
         skip_lines: frozenset[int] = frozenset(),
+        frontier: Frontier | None = None,
     ) -> None:
         """`state` gives each URL's last validators; with `incremental` they make conditional
         requests and spare unchanged pages the parser. Lines in `skip_lines` already have
-        their records (a resumed run) and are passed over."""
+        their records (a resumed run) and are passed over. With a `frontier`, the sitemaps
+        and the links that follow rules select are fetched too, once the list is read."""
         self.settings = settings
         self.events = events or RunEvents()
         self.state = state
@@ -105,7 +111,13 @@ class Pipeline:
         self.processes = settings.effective_processes()
         self.limits = FetchLimits.from_settings(settings)
         self.scheduler = HostScheduler(settings, self.events.stop, self.events.abort)
-        self.robots = RobotsCache(settings.user_agent) if settings.obey_robots else None
+        self.frontier = frontier
+        self.discovery = Discovery(settings, frontier, incremental)
+        self.robots = (
+            RobotsCache(settings.user_agent, on_sitemaps=self.discovery.robots_named)
+            if settings.obey_robots
+            else None
+        )
         self.download = Download(settings, self.limits, self.scheduler, incremental)
         self.adapter = shared_adapter(settings)  # every thread's session: pools per host
         if not settings.verify_tls:
@@ -221,8 +233,13 @@ class Pipeline:
         return written
 
     def _emit(self, write: Callable[[PageRecord], None], record: PageRecord) -> None:
-        write(record)
-        self.counts.add(record)
+        task = self._open.get(record.line_no)
+        # What it found is queued before the URL stops being open: the reader ends the run
+        # only when no URL is open and the frontier is empty.
+        written = self.discovery.takes(task, record, self.counts)
+        if written is not None:
+            write(written)
+            self.counts.add(written)
         self._open.pop(record.line_no, None)
 
     def _cut_in_flight(self, write: Callable[[PageRecord], None], grace_s: float) -> None:
@@ -275,6 +292,10 @@ class Pipeline:
                 continue
         return False
 
+    def _put_many(self, records: list[PageRecord]) -> None:
+        if records:
+            self._put(self.record_q, records)
+
     def _put_all(self, q: queue.Queue[Any], item: Any, n: int) -> None:
         for _ in range(n):
             self._put(q, item)
@@ -299,6 +320,8 @@ class Pipeline:
         batch: list[UrlTask] = []
         size, limit = 1, (LOOKUP_BATCH if _seekable(lines) and self.state is not None else 1)
         try:
+            if self.frontier is not None:
+                self._queue_batch(self.frontier.seed(self.settings.sitemaps))
             for entry in entries:
                 if self.events.abort.is_set():
                     return
@@ -325,6 +348,7 @@ class Pipeline:
             else:
                 self._queue_batch(batch)
                 batch = []
+                self._read_frontier()
             if self.events.stop.is_set():
                 self._skip_rest(batch, entries, reader)
         except OSError as exc:
@@ -335,14 +359,40 @@ class Pipeline:
             self._reader_done.set()
             self.scheduler.close()
 
+    def _read_frontier(self) -> None:
+        """Queue discovered URLs until none is left and no URL is open that could find more
+        (in that order: a URL is open until what it found is in the frontier)."""
+        if self.frontier is None:
+            return
+        while not self.events.stop.is_set():
+            idle = not self._open
+            batch = self.frontier.take(LOOKUP_BATCH)
+            if batch:
+                if not self._queue_batch(batch):
+                    return
+            elif idle:
+                return
+            else:
+                self.events.stop.wait(FRONTIER_POLL_S)
+
     def _queue_batch(self, batch: list[UrlTask]) -> bool:
         """Look the batch up in the state, then hand it to the scheduler; False when the run
-        stopped meanwhile (the URLs it could not take get skipped records)."""
+        stopped meanwhile (the URLs it could not take get skipped records). A listed URL a
+        link got to first is a duplicate; a sitemap URL whose lastmod is not newer than its
+        last fetch is recorded unchanged without a request."""
+        if self.frontier is not None and batch and not batch[0].discovered:
+            batch, duplicates = self.discovery.claim(batch)
+            self._put_many(duplicates)
         if self.state is not None and batch:
-            keys = [state_key(task) for task in batch]
+            pages = [task for task in batch if task.kind == "page"]
+            keys = [state_key(task) for task in pages]
             known = self.state.lookup_many(keys)
-            for task, key in zip(batch, keys, strict=True):
+            for task, key in zip(pages, keys, strict=True):
                 self._prefetched[task.line_no] = known.get(key)
+            batch, unchanged = self.discovery.skip_by_lastmod(batch, self._prefetched.get)
+            for record in unchanged:
+                self._prefetched.pop(record.line_no, None)
+            self._put_many(unchanged)
         for n, task in enumerate(batch):
             self._open[task.line_no] = task  # before add: its record may come at once
             if not self.scheduler.add(task):
@@ -406,7 +456,7 @@ class Pipeline:
             done.done()
 
     def _known(self, task: UrlTask) -> Validators | None:
-        if self.state is None:
+        if self.state is None or task.kind == "sitemap":  # a sitemap is read in full each run
             return None
         if task.line_no in self._prefetched:  # looked up by the reader (first attempt)
             return self._prefetched.pop(task.line_no)
@@ -414,11 +464,14 @@ class Pipeline:
 
     def _feed(self, worker: Worker, done: _Countdown) -> None:
         def emit(page: FetchedPage, fields: Any, error: ErrorInfo | None) -> None:
+            found = fields.pop(FOUND, None) if fields else None
             if error is None:
-                record = parsed_record(page, fields)
+                record = parsed_record(page, fields, found)
             else:
                 known = fields or {"final_url": page.final_url, "status": page.status}
                 record = failed_record(page.task, error, known, page.attempts)
+                if found is not None:
+                    record = dataclasses.replace(record, found=found)
             self._put(self.record_q, record)
 
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 from scraper.records import (
@@ -16,6 +17,7 @@ from scraper.records import (
     ErrorInfo,
     ErrorKind,
     FetchedPage,
+    Found,
     InvalidLine,
     Outcome,
     PageRecord,
@@ -31,7 +33,8 @@ log = logging.getLogger(__name__)
 def failed_record(
     task: UrlTask, info: ErrorInfo, fields: dict[str, Any], attempts: int
 ) -> PageRecord:
-    log.warning("line %d: %s: %s: %s", task.line_no, task.url, info.kind.value, info.message)
+    if task.kind == "page":  # a sitemap's failure is said by pipeline/discovery.py
+        log.warning("%s: %s: %s", task.where(), info.kind.value, info.message)
     fields = mask_passwords(fields)  # final_url: the URL as fetched, credentials and all
     state = PageState(
         state_key(task),
@@ -41,7 +44,31 @@ def failed_record(
         None,
         changed=False,
     )
-    return PageRecord(task.line_no, task.url, Outcome.FAILED, fields, info, attempts, state)
+    return _record(task, Outcome.FAILED, fields, info, attempts, state)
+
+
+def _record(
+    task: UrlTask,
+    outcome: Outcome,
+    fields: dict[str, Any],
+    error: ErrorInfo | None,
+    attempts: int,
+    state: PageState | None,
+    found: Found | None = None,
+) -> PageRecord:
+    """A URL's record; a discovered URL's says where it was found and how deep."""
+    return PageRecord(
+        task.line_no,
+        task.url,
+        outcome,
+        fields,
+        error,
+        attempts,
+        state,
+        found_on=task.found_on,
+        depth=task.depth,
+        found=found,
+    )
 
 
 def validators_of(page: FetchedPage, known: Validators | None) -> Validators:
@@ -61,7 +88,27 @@ def unchanged_record(task: UrlTask, page: FetchedPage, known: Validators | None)
     state = PageState(
         state_key(task), Outcome.UNCHANGED.value, page.status, None, validators, changed=False
     )
-    return PageRecord(task.line_no, task.url, Outcome.UNCHANGED, fields, None, page.attempts, state)
+    return _record(task, Outcome.UNCHANGED, fields, None, page.attempts, state)
+
+
+def lastmod_record(task: UrlTask, known: Validators) -> PageRecord:
+    """A sitemap URL not requested: its <lastmod> is not newer than its last fetch. Its
+    fields come from its last full record (run.py completes it); the state keeps the time of
+    the last real fetch, which the next lastmod is compared with."""
+    assert task.lastmod is not None and known.fetched_at is not None
+    reason = (
+        f"not requested: sitemap lastmod {_utc(task.lastmod)} is not newer than the last "
+        f"fetch, {_utc(known.fetched_at)}"
+    )
+    fields = {"reason": reason, "content_hash": known.content_hash}
+    state = PageState(
+        state_key(task), Outcome.UNCHANGED.value, None, None, known, changed=False, fetched=False
+    )
+    return _record(task, Outcome.UNCHANGED, fields, None, 0, state)
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
 def unfinished_record(task: UrlTask, last_error: ErrorInfo | None, attempt: int) -> PageRecord:
@@ -72,23 +119,29 @@ def unfinished_record(task: UrlTask, last_error: ErrorInfo | None, attempt: int)
     return failed_record(task, last_error, {}, attempt - 1)
 
 
-def parsed_record(page: FetchedPage, fields: dict[str, Any]) -> PageRecord:
-    """The record of a page the parse stage read."""
+def parsed_record(
+    page: FetchedPage, fields: dict[str, Any], found: Found | None = None
+) -> PageRecord:
+    """The record of a page the parse stage read; `found`: what it gives the frontier."""
     validators = dataclasses.replace(
         validators_of(page, None), content_hash=fields.get("content_hash")
     )
     state = PageState(
         state_key(page.task), Outcome.OK.value, page.status, None, validators, changed=page.changed
     )
-    return PageRecord(
-        page.task.line_no, page.task.url, Outcome.OK, fields, None, page.attempts, state
-    )
+    return _record(page.task, Outcome.OK, fields, None, page.attempts, state, found)
+
+
+def found_first_record(task: UrlTask) -> PageRecord:
+    """A list line whose URL a link or sitemap of this run got to first: fetched once."""
+    fields = {"duplicate_of": None, "reason": "found by a link or sitemap first"}
+    return _record(task, Outcome.DUPLICATE, fields, None, 0, None)
 
 
 def skipped_record(task: UrlTask, reason: str | None = None) -> PageRecord:
     """Not fetched (the run stopped first), or cut: `reason` says why when it was in flight."""
     fields = {"reason": reason} if reason else {}
-    return PageRecord(task.line_no, task.url, Outcome.SKIPPED, fields, None, 0)
+    return _record(task, Outcome.SKIPPED, fields, None, 0, None)
 
 
 def unread_record(line_no: int, text: str) -> PageRecord:

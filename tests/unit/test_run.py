@@ -85,7 +85,11 @@ def canned(
     on_run: Callable[[RunEvents, RunCounts], None] = lambda events, counts: None,
 ) -> MakeEngine:
     def make(
-        events: RunEvents, state: ValidatorSource | None, incremental: bool, skip: frozenset[int]
+        events: RunEvents,
+        state: ValidatorSource | None,
+        incremental: bool,
+        skip: frozenset[int],
+        frontier: object = None,
     ) -> CannedEngine:
         engine = CannedEngine(records, events, skip, on_run)
         if seen is not None:

@@ -1,0 +1,256 @@
+"""The frontier: URLs a run discovers (sitemaps, follow rules), waiting for their turn.
+
+It lives in sqlite (a table of the state database, or a temporary file when the run keeps no
+state), so a crawl of a million URLs keeps memory flat: the URL index that stops a URL from
+being queued twice is the table's unique key, and only the batch handed to the scheduler is
+in memory. Rows are appended in the order found (breadth first) and taken by id; a resumed
+run (--resume) takes again every discovered row the killed run did not record.
+
+Listed URLs are noted too (kind `listed`, never taken), so that a page found by a link is
+not fetched again when the list has it, nor a list line when a link got there first. A
+discovered URL keeps no credentials: it would be written to the state in clear.
+
+Shared by the local engine's threads and the cluster client: one connection, one lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from scraper.records import Found, UrlTask
+from scraper.urls import host_key, redact_url, state_key, strip_userinfo
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS frontier (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,     -- normalised, without credentials (a seed's: masked)
+    kind TEXT NOT NULL,           -- page, sitemap, listed (a list line), seed (--sitemap)
+    found_on TEXT,                -- the sitemap or page that gave it
+    depth INTEGER NOT NULL DEFAULT 0,
+    lastmod REAL,                 -- the sitemap's <lastmod>, unix time
+    for_host TEXT NOT NULL DEFAULT '',
+    recorded INTEGER NOT NULL DEFAULT 0  -- set when a run resumes: the killed run wrote it
+)
+"""
+MAX_SITEMAP_DEPTH = 3  # an index of indexes of sitemaps, and no deeper
+BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass
+class FrontierCounts:
+    """What the frontier did in this run, for the summary."""
+
+    pages: int = 0  # discovered page URLs queued
+    sitemaps: int = 0  # sitemaps queued (seeds included)
+    left_out: int = 0  # new URLs not queued: max_urls reached
+    too_deep: int = 0  # sitemaps an index listed past MAX_SITEMAP_DEPTH
+
+
+class Frontier:
+    """Discovered URLs: offered by the stages, taken by the reader; in sqlite."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        max_urls: int,
+        resume: bool = False,
+        recorded: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
+        """`path`: the state database (None: a temporary file, removed at close). With
+        `resume`, the killed run's rows are kept and those of `recorded` URLs passed over."""
+        self.max_urls = max_urls
+        self.counts = FrontierCounts()
+        self._lock = threading.Lock()
+        self._temp: str | None = None
+        if path is None:
+            fd, self._temp = tempfile.mkstemp(prefix="scrape-frontier-", suffix=".sqlite")
+            os.close(fd)
+            path = Path(self._temp)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(SCHEMA)
+        self._taken = 0  # rows up to this id have been handed out
+        self._hosts: set[str] = set()  # the listed URLs' hosts (sitemaps_from_robots)
+        self._seeds: dict[str, UrlTask] = {}
+        if resume:
+            self._resume(recorded)
+        else:
+            self._db.execute("DELETE FROM frontier")
+        self._discovered = self._db.execute(
+            "SELECT count(*) FROM frontier WHERE kind IN ('page', 'sitemap')"
+        ).fetchone()[0]
+
+    def _resume(self, recorded: frozenset[str] | set[str]) -> None:
+        rows = self._db.execute("SELECT id, url FROM frontier WHERE kind = 'page'").fetchall()
+        done = [(row_id,) for row_id, url in rows if url in recorded]
+        self._db.execute("BEGIN")
+        self._db.executemany("UPDATE frontier SET recorded = 1 WHERE id = ?", done)
+        self._db.execute("COMMIT")
+        log.info("resuming a crawl: %d discovered URLs, %d recorded", len(rows), len(done))
+
+    # -- what goes in ----------------------------------------------------------------------
+
+    def seed(self, sitemaps: list[str]) -> list[UrlTask]:
+        """The sitemaps given (--sitemap, `sitemaps:`), as tasks to queue first."""
+        tasks = []
+        with self._lock:
+            self._db.execute("BEGIN")
+            for url in sitemaps:
+                shown = redact_url(url)
+                row = self._db.execute(
+                    "INSERT INTO frontier (url, kind) VALUES (?, 'seed') "
+                    "ON CONFLICT(url) DO UPDATE SET kind = 'seed' RETURNING id",
+                    (shown,),
+                ).fetchone()
+                task = UrlTask(-row[0], shown, url, found_on="", kind="sitemap")
+                self._seeds[shown] = task
+                tasks.append(task)
+                self._hosts.add(host_key(url))
+            self._db.execute("COMMIT")
+        self.counts.sitemaps += len(tasks)
+        return tasks
+
+    def listed(self, tasks: list[UrlTask]) -> list[bool]:
+        """Note list URLs; for each, False when a link or sitemap got there first and its
+        page is already being fetched (the line is then a duplicate), else True."""
+        fetch = []
+        with self._lock:
+            self._db.execute("BEGIN")
+            for task in tasks:
+                self._hosts.add(host_key(task.normalized_url))
+                key = state_key(task)
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO frontier (url, kind) VALUES (?, 'listed')", (key,)
+                )
+                if cursor.rowcount:
+                    fetch.append(True)
+                    continue
+                row = self._db.execute(
+                    "SELECT id, kind, recorded FROM frontier WHERE url = ?", (key,)
+                ).fetchone()
+                if row[1] in ("listed", "seed"):  # a resumed run's own line
+                    fetch.append(True)
+                elif row[0] > self._taken and not row[2]:  # found, not taken yet: the list's
+                    self._db.execute("UPDATE frontier SET kind = 'listed' WHERE id = ?", (row[0],))
+                    fetch.append(True)
+                else:
+                    fetch.append(False)
+            self._db.execute("COMMIT")
+        return fetch
+
+    def offer(self, parent: UrlTask, found: Found) -> None:
+        """Queue what a page or sitemap gave: each URL not seen yet in this run (nor listed),
+        while max_urls allows."""
+        depth = parent.depth + 1 if parent.kind == "page" else 0
+        found_on = redact_url(parent.normalized_url)
+        pages = [
+            (strip_userinfo(url), "page", found_on, depth, lastmod, "")
+            for url, lastmod in zip(
+                found.pages, found.lastmods or (None,) * len(found.pages), strict=True
+            )
+        ]
+        sitemaps = []
+        if found.sitemaps:
+            level = parent.depth + 1
+            if level > MAX_SITEMAP_DEPTH:
+                self.counts.too_deep += len(found.sitemaps)
+                log.warning(
+                    "%s: %d sitemaps left out: an index nested over %d deep",
+                    parent.where(),
+                    len(found.sitemaps),
+                    MAX_SITEMAP_DEPTH,
+                )
+            else:
+                sitemaps = [
+                    (strip_userinfo(url), "sitemap", found_on, level, None, parent.for_host)
+                    for url in found.sitemaps
+                ]
+        sitemaps += [
+            (strip_userinfo(url), "sitemap", f"{host}/robots.txt", 0, None, host)
+            for host, url in found.robots_sitemaps
+            if host in self._hosts
+        ]
+        if pages or sitemaps:
+            self._insert(sitemaps + pages)
+
+    def _insert(self, rows: list[tuple[str, str, str, int, float | None, str]]) -> None:
+        with self._lock:
+            room = self.max_urls - self._discovered
+            if len(rows) > room:
+                self._count_left_out(rows[max(room, 0) :])
+                rows = rows[: max(room, 0)]
+            if not rows:
+                return
+            self._db.execute("BEGIN")
+            for kind in ("sitemap", "page"):
+                before = self._db.total_changes
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO frontier"
+                    " (url, kind, found_on, depth, lastmod, for_host) VALUES (?, ?, ?, ?, ?, ?)",
+                    [row for row in rows if row[1] == kind],
+                )
+                added = self._db.total_changes - before
+                self._discovered += added
+                if kind == "page":
+                    self.counts.pages += added
+                else:
+                    self.counts.sitemaps += added
+            self._db.execute("COMMIT")
+
+    def _count_left_out(self, rows: list[tuple[str, str, str, int, float | None, str]]) -> None:
+        """Count the new URLs among `rows` (max_urls reached); one warning per run."""
+        known = 0
+        for start in range(0, len(rows), 500):
+            chunk = [row[0] for row in rows[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            known += self._db.execute(
+                f"SELECT count(*) FROM frontier WHERE url IN ({marks})", chunk
+            ).fetchone()[0]
+        new = len(rows) - known
+        if new and not self.counts.left_out:
+            log.warning(
+                "max_urls (%d) reached: further discovered URLs are not queued in this run",
+                self.max_urls,
+            )
+        self.counts.left_out += new
+
+    # -- what comes out --------------------------------------------------------------------
+
+    def take(self, n: int) -> list[UrlTask]:
+        """Up to `n` discovered URLs not handed out yet, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, url, kind, found_on, depth, lastmod, for_host FROM frontier"
+                " WHERE id > ? AND kind IN ('page', 'sitemap') AND recorded = 0"
+                " ORDER BY id LIMIT ?",
+                (self._taken, n),
+            ).fetchall()
+            if rows:
+                self._taken = rows[-1][0]
+        return [
+            UrlTask(-row_id, url, url, found_on, depth, lastmod, kind, for_host)
+            for row_id, url, kind, found_on, depth, lastmod, for_host in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._temp is None:
+                self._db.close()
+                return
+            self._db.execute("DELETE FROM frontier")
+            self._db.close()
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(self._temp + suffix)
+                except FileNotFoundError:
+                    pass
