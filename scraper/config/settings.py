@@ -216,6 +216,8 @@ SETTING_FIELDS: dict[str, dataclasses.Field[Any]] = {
 
 def flag_name(name: str) -> str:
     """The command-line flag of a setting: dashes, and the `_s` unit suffix dropped."""
+    if name == "sitemaps":  # one URL a flag, repeatable
+        return "--sitemap"
     base = name[:-2] if name.endswith("_s") else name
     return "--" + base.replace("_", "-")
 

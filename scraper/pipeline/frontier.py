@@ -184,27 +184,28 @@ class Frontier:
             self._insert(sitemaps + pages)
 
     def _insert(self, rows: list[tuple[str, str, str, int, float | None, str]]) -> None:
+        """Insert what is new of `rows` (sitemaps first), while max_urls leaves room."""
         with self._lock:
-            room = self.max_urls - self._discovered
-            if len(rows) > room:
-                self._count_left_out(rows[max(room, 0) :])
-                rows = rows[: max(room, 0)]
-            if not rows:
-                return
             self._db.execute("BEGIN")
             for kind in ("sitemap", "page"):
-                before = self._db.total_changes
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO frontier"
-                    " (url, kind, found_on, depth, lastmod, for_host) VALUES (?, ?, ?, ?, ?, ?)",
-                    [row for row in rows if row[1] == kind],
-                )
-                added = self._db.total_changes - before
-                self._discovered += added
-                if kind == "page":
-                    self.counts.pages += added
-                else:
-                    self.counts.sitemaps += added
+                todo = [row for row in rows if row[1] == kind]
+                while todo and self._discovered < self.max_urls:
+                    room = self.max_urls - self._discovered
+                    chunk, todo = todo[:room], todo[room:]
+                    before = self._db.total_changes
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO frontier (url, kind, found_on, depth, lastmod,"
+                        " for_host) VALUES (?, ?, ?, ?, ?, ?)",
+                        chunk,
+                    )
+                    added = self._db.total_changes - before
+                    self._discovered += added
+                    if kind == "page":
+                        self.counts.pages += added
+                    else:
+                        self.counts.sitemaps += added
+                if todo:
+                    self._count_left_out(todo)
             self._db.execute("COMMIT")
 
     def _count_left_out(self, rows: list[tuple[str, str, str, int, float | None, str]]) -> None:

@@ -278,3 +278,35 @@ def test_when_every_worker_is_gone_each_line_still_gets_a_record(tmp_path: Path)
     lost = [r for r in records if r.get("error", {}).get("message", "").endswith("no workers left")]
     assert lost and all(r["outcome"] == "failed" for r in lost)
     assert any(r["outcome"] == "ok" for r in records)
+
+
+def test_discovered_urls_are_sharded_by_host_on_a_cluster(tmp_path: Path) -> None:
+    from tests.e2e.test_discovery import page
+
+    def tree(prefix: str) -> dict:
+        return {
+            f"/n/{n}": page(f"{prefix}{n}", [f"/n/{2 * n + 1}", f"/n/{2 * n + 2}"])
+            for n in range(15)
+        }
+
+    with serve(tree("a")) as one, serve(tree("b"), host="127.0.0.2") as two:
+        config = tmp_path / "crawl.yaml"
+        config.write_text(
+            "sites:\n  - name: tree\n    match: '*'\n    follow: 'a'\n    max_depth: 5\n",
+            encoding="utf-8",
+        )
+        urls = write_list(tmp_path / "urls.txt", [f"{s.origin}/n/0" for s in (one, two)])
+        args = [str(urls), "-c", str(config), "-o", "out", "--cluster", "local:2"]
+        result = run_script(
+            [*args, "--host-concurrency", "1", "--host-delay", "0.02"], tmp_path, polite=True
+        )
+        assert result.returncode == 1, result.stderr  # /n/15../n/30 are 404s
+        for served in (one, two):
+            assert served.max_in_flight == 1  # one worker owns each host, found URLs too
+            pages = [p for p in served.paths if p != "/robots.txt"]
+            assert sorted(pages) == sorted({f"/n/{n}" for n in range(31)})  # each once
+    records = records_in(tmp_path / "out" / "latest.jsonl")
+    assert len(records) == 62 and sum(1 for r in records if r["line"] is None) == 60
+    assert {r["title"] for r in records if r["outcome"] == "ok"} == {
+        f"{p}{n}" for p in "ab" for n in range(15)
+    }
