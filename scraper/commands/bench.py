@@ -84,14 +84,29 @@ def bench_parser() -> Parser:
     )
     parser.add_argument("--web-hosts", type=int, default=250, help="hosts of --web (default 250)")
     parser.add_argument(
+        "--discovery",
+        action="store_true",
+        help="sitemaps over many hosts (a cron re-run: no page request), and a follow crawl "
+        "against the same URLs as a list",
+    )
+    parser.add_argument(
+        "--discovery-hosts", type=int, default=20, help="hosts of --discovery (default 20)"
+    )
+    parser.add_argument(
+        "--crawl-pages",
+        type=int,
+        default=100_000,
+        help="the site --discovery crawls (default 100000; 1,000 is the small crawl)",
+    )
+    parser.add_argument(
         "--only",
-        choices=("models", "memory", "incremental", "extract", "cluster", "web"),
+        choices=("models", "memory", "incremental", "extract", "cluster", "web", "discovery"),
         help="skip the main figures",
     )
     return parser
 
 
-PARTS = ("models", "memory", "incremental", "extract", "cluster", "web")
+PARTS = ("models", "memory", "incremental", "extract", "cluster", "web", "discovery")
 
 
 def run_bench(argv: Sequence[str], out: TextIO) -> int:
@@ -118,4 +133,8 @@ def run_bench(argv: Sequence[str], out: TextIO) -> int:
             ok &= bench_cluster(args, out, work)
         if args.web or args.only == "web":
             ok &= bench_web(args, out, work)
+        if args.discovery or args.only == "discovery":
+            from scraper.bench.discovery import bench_discovery
+
+            ok &= bench_discovery(args, out, work)
     return 0 if ok else 1

@@ -72,7 +72,7 @@ def run_try(argv: list[str], out: TextIO, err: TextIO) -> int:
     except PageError as exc:
         print(f"scrape try: {redact_url(args.page)}: {exc.kind.value}: {exc}", file=err)
         return 1
-    from scraper.parse.page import parse_options, parse_page
+    from scraper.parse.page import FOUND, parse_options, parse_page
 
     if settings.sites and not _site_named(settings, page):
         shown = redact_url(page.final_url)
@@ -82,7 +82,10 @@ def run_try(argv: list[str], out: TextIO, err: TextIO) -> int:
     except PageError as exc:
         fields, error = exc.fields or {}, {"kind": exc.kind.value, "message": str(exc)}
     record: dict[str, Any] = {"url": page.task.url, "outcome": "failed" if error else "ok"}
+    found = fields.pop(FOUND, None)
     record.update(_shortened(fields))
+    if found is not None:  # what the site's follow rules would queue (depth 0 -> 1)
+        record["follow"] = list(found.pages)
     if error:
         record["error"] = error
     print(json.dumps(record, indent=2, ensure_ascii=False), file=out)

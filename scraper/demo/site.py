@@ -24,6 +24,7 @@ GONE_EVERY, GONE_AT = 50, 13  # /gone/i → 404
 CP1252_EVERY, CP1252_AT = 50, 21  # windows-1252, declared only by <meta>
 LAST_MODIFIED = email.utils.formatdate(1_700_000_000, usegmt=True)
 EXTERNAL = "https://example.org"
+MAX_CACHED = 20_000  # pages kept built (about 42 KB each); others are built again when asked
 SITEMAP_URLS = 10_000  # pages per sitemap file (the protocol allows 50,000)
 SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 LASTMOD = "2023-11-14T22:13:20Z"  # LAST_MODIFIED in W3C form: the pages never change
@@ -128,6 +129,8 @@ class DemoSite:
         """Body and truth of page `i` (cached)."""
         key = i % self.n_pages
         if key not in self._pages:
+            if len(self._pages) >= MAX_CACHED:  # a 100,000-page site would hold 4 GB
+                del self._pages[next(iter(self._pages))]
             self._pages[key] = _make_page(key, self.n_pages)
         return self._pages[key]
 

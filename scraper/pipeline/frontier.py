@@ -32,7 +32,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS frontier (
     id INTEGER PRIMARY KEY,
     url TEXT NOT NULL UNIQUE,     -- normalised, without credentials (a seed's: masked)
-    kind TEXT NOT NULL,           -- page, sitemap, listed (a list line), seed (--sitemap)
+    kind TEXT NOT NULL,           -- page, sitemap, listed (a list line), seed (--sitemap),
+                                  -- over (found past max_urls: counted, not fetched)
     found_on TEXT,                -- the sitemap or page that gave it
     depth INTEGER NOT NULL DEFAULT 0,
     lastmod REAL,                 -- the sitemap's <lastmod>, unix time
@@ -138,7 +139,7 @@ class Frontier:
                 row = self._db.execute(
                     "SELECT id, kind, recorded FROM frontier WHERE url = ?", (key,)
                 ).fetchone()
-                if row[1] in ("listed", "seed"):  # a resumed run's own line
+                if row[1] in ("listed", "seed", "over"):  # a resumed run's own line
                     fetch.append(True)
                 elif row[0] > self._taken and not row[2]:  # found, not taken yet: the list's
                     self._db.execute("UPDATE frontier SET kind = 'listed' WHERE id = ?", (row[0],))
@@ -209,15 +210,14 @@ class Frontier:
             self._db.execute("COMMIT")
 
     def _count_left_out(self, rows: list[tuple[str, str, str, int, float | None, str]]) -> None:
-        """Count the new URLs among `rows` (max_urls reached); one warning per run."""
-        known = 0
-        for start in range(0, len(rows), 500):
-            chunk = [row[0] for row in rows[start : start + 500]]
-            marks = ",".join("?" * len(chunk))
-            known += self._db.execute(
-                f"SELECT count(*) FROM frontier WHERE url IN ({marks})", chunk
-            ).fetchone()[0]
-        new = len(rows) - known
+        """Note the new URLs among `rows` as left out (max_urls reached): kept as rows of
+        kind `over`, never taken, so that each is counted once; one warning per run."""
+        before = self._db.total_changes
+        self._db.executemany(
+            "INSERT OR IGNORE INTO frontier (url, kind, found_on, depth) VALUES (?, 'over', ?, ?)",
+            [(row[0], row[2], row[3]) for row in rows],
+        )
+        new = self._db.total_changes - before
         if new and not self.counts.left_out:
             log.warning(
                 "max_urls (%d) reached: further discovered URLs are not queued in this run",

@@ -102,7 +102,7 @@ def test_follow_rules_two_levels_deep_on_the_same_host_with_the_sites_fields(
         config.write_text(
             "sites:\n"
             "  - name: shop\n"
-            f"    match: {{host: 127.0.0.1}}\n"
+            "    match: {host: 127.0.0.1}\n"
             "    follow:\n"
             "      - 'a[href^=\"/cat/\"]'\n"
             "      - {regex: '/item/\\d+$'}\n"
@@ -254,3 +254,45 @@ def test_the_demo_serves_a_sitemap(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "120 records checked against the site's ground truth: all match" in result.stderr
     assert "0 listed, 120 discovered; 2 sitemaps read" in result.stderr
+
+
+def test_scrape_try_shows_the_links_a_follow_rule_queues(tmp_path: Path) -> None:
+    saved = tmp_path / "page.html"
+    saved.write_text(
+        '<html><body><nav><a href="/c/1">1</a><a href="/c/2#x">2</a></nav>'
+        '<a href="/about">about</a><a href="https://other.example/c/3">3</a></body></html>',
+        encoding="utf-8",
+    )
+    config = tmp_path / "crawl.yaml"
+    config.write_text(
+        "sites:\n  - name: s\n    match: {host: shop.example}\n    follow: 'nav a'\n",
+        encoding="utf-8",
+    )
+    url = "https://shop.example/start"
+    result = run_script(["try", str(saved), "-c", str(config), "--url", url], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["follow"] == ["https://shop.example/c/1", "https://shop.example/c/2"]
+
+
+def test_csv_records_of_a_crawl_have_found_on_and_depth_columns(tmp_path: Path) -> None:
+    import csv
+
+    routes: dict[str, Route] = {"/": page("Home", ["/a"]), "/a": page("A")}
+    with serve(routes) as site:
+        config = tmp_path / "crawl.yaml"
+        config.write_text("sites:\n  - name: s\n    match: '*'\n    follow: a\n", encoding="utf-8")
+        urls = write_list(tmp_path / "urls.txt", [f"{site.origin}/"])
+        args = [str(urls), "-c", str(config), "-o", "out", "--format", "csv"]
+        result = run_script(args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    with (tmp_path / "out" / "latest.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[:6] == ["line", "url", "found_on", "depth", "outcome", "attempts"]
+    by_url = {row["url"].removeprefix(site.origin): row for row in rows}
+    assert (by_url["/"]["line"], by_url["/"]["found_on"]) == ("1", "")
+    assert (by_url["/a"]["line"], by_url["/a"]["found_on"], by_url["/a"]["depth"]) == (
+        "",
+        f"{site.origin}/",
+        "1",
+    )
