@@ -257,7 +257,7 @@ def _frontier(
     if not settings.discovers():
         yield None
         return
-    where = state.path if state is not None else None
+    where = state.path.with_name(state.path.name + "-frontier") if state is not None else None
     frontier = Frontier(where, settings.max_urls, resumed.active, resumed.urls)
     try:
         yield frontier

@@ -167,14 +167,19 @@ def follow_hrefs(plan: FollowPlan, doc: Document) -> list[str]:
         tree = doc.soup() if compiled.on_soup else doc.root()
         if tree is None:
             continue
+        names = (rule.attr,) if rule.attr else ("href", "src")
         for node in _as_list(compiled.run(tree)):
             if isinstance(node, str):
                 hrefs.append(str(node))
-            elif _is_element(node):
-                names = (rule.attr,) if rule.attr else ("href", "src")
-                value = next((v for n in names if (v := _attribute(node, n)) is not None), None)
+                continue
+            get = getattr(node, "get", None)  # lxml and bs4 elements; not XPath numbers
+            if get is None:
+                continue
+            for name in names:
+                value = get(name)
                 if value is not None:
-                    hrefs.append(value)
+                    hrefs.append(" ".join(value) if isinstance(value, list) else str(value))
+                    break
     return hrefs
 
 

@@ -1,10 +1,14 @@
 """The frontier: URLs a run discovers (sitemaps, follow rules), waiting for their turn.
 
-It lives in sqlite (a table of the state database, or a temporary file when the run keeps no
-state), so a crawl of a million URLs keeps memory flat: the URL index that stops a URL from
-being queued twice is the table's unique key, and only the batch handed to the scheduler is
-in memory. Rows are appended in the order found (breadth first) and taken by id; a resumed
-run (--resume) takes again every discovered row the killed run did not record.
+It lives in sqlite (a file beside the state database, `<state>-frontier`, or a temporary file
+when the run keeps no state), so a crawl of a million URLs keeps memory flat: the URL index
+that stops a URL from being queued twice is the table's unique key (a 64-bit hash of the URL:
+a collision among a million URLs has odds of about 3e-8), and only the batch handed to the
+scheduler is in memory. Each page's finds are committed before its record is written, so a
+killed crawl loses none; the file is not synced to disk (synchronous=OFF: a process killed
+loses nothing, a power cut may lose the frontier, never the state, which is another file).
+Rows are appended in the order found (breadth first) and taken by id; a resumed run
+(--resume) takes again every discovered row the killed run did not record.
 
 Listed URLs are noted too (kind `listed`, never taken), so that a page found by a link is
 not fetched again when the list has it, nor a list line when a link got there first. A
@@ -15,6 +19,7 @@ Shared by the local engine's threads and the cluster client: one connection, one
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
@@ -31,7 +36,8 @@ log = logging.getLogger(__name__)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS frontier (
     id INTEGER PRIMARY KEY,
-    url TEXT NOT NULL UNIQUE,     -- normalised, without credentials (a seed's: masked)
+    key INTEGER NOT NULL UNIQUE,  -- 64-bit hash of url
+    url TEXT NOT NULL,            -- normalised, without credentials (a seed's: masked)
     kind TEXT NOT NULL,           -- page, sitemap, listed (a list line), seed (--sitemap),
                                   -- over (found past max_urls: counted, not fetched)
     found_on TEXT,                -- the sitemap or page that gave it
@@ -41,6 +47,8 @@ CREATE TABLE IF NOT EXISTS frontier (
     recorded INTEGER NOT NULL DEFAULT 0  -- set when a run resumes: the killed run wrote it
 )
 """
+# (key, url, kind, found_on, depth, lastmod, for_host): a frontier row to insert
+Row = tuple[int, str, str, str, int, "float | None", str]
 MAX_SITEMAP_DEPTH = 3  # an index of indexes of sitemaps, and no deeper
 BUSY_TIMEOUT_MS = 30_000
 
@@ -78,7 +86,7 @@ class Frontier:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute(SCHEMA)
         self._taken = 0  # rows up to this id have been handed out
         self._hosts: set[str] = set()  # the listed URLs' hosts (sitemaps_from_robots)
@@ -109,9 +117,9 @@ class Frontier:
             for url in sitemaps:
                 shown = redact_url(url)
                 row = self._db.execute(
-                    "INSERT INTO frontier (url, kind) VALUES (?, 'seed') "
-                    "ON CONFLICT(url) DO UPDATE SET kind = 'seed' RETURNING id",
-                    (shown,),
+                    "INSERT INTO frontier (key, url, kind) VALUES (?, ?, 'seed') "
+                    "ON CONFLICT(key) DO UPDATE SET kind = 'seed' RETURNING id",
+                    (_key(shown), shown),
                 ).fetchone()
                 task = UrlTask(-row[0], shown, url, found_on="", kind="sitemap")
                 self._seeds[shown] = task
@@ -129,15 +137,16 @@ class Frontier:
             self._db.execute("BEGIN")
             for task in tasks:
                 self._hosts.add(host_key(task.normalized_url))
-                key = state_key(task)
+                url = state_key(task)
                 cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO frontier (url, kind) VALUES (?, 'listed')", (key,)
+                    "INSERT OR IGNORE INTO frontier (key, url, kind) VALUES (?, ?, 'listed')",
+                    (_key(url), url),
                 )
                 if cursor.rowcount:
                     fetch.append(True)
                     continue
                 row = self._db.execute(
-                    "SELECT id, kind, recorded FROM frontier WHERE url = ?", (key,)
+                    "SELECT id, kind, recorded FROM frontier WHERE key = ?", (_key(url),)
                 ).fetchone()
                 if row[1] in ("listed", "seed", "over"):  # a resumed run's own line
                     fetch.append(True)
@@ -155,7 +164,7 @@ class Frontier:
         depth = parent.depth + 1 if parent.kind == "page" else 0
         found_on = redact_url(parent.normalized_url)
         pages = [
-            (strip_userinfo(url), "page", found_on, depth, lastmod, "")
+            (_key(link := strip_userinfo(url)), link, "page", found_on, depth, lastmod, "")
             for url, lastmod in zip(
                 found.pages, found.lastmods or (None,) * len(found.pages), strict=True
             )
@@ -173,30 +182,38 @@ class Frontier:
                 )
             else:
                 sitemaps = [
-                    (strip_userinfo(url), "sitemap", found_on, level, None, parent.for_host)
+                    (
+                        _key(u := strip_userinfo(url)),
+                        u,
+                        "sitemap",
+                        found_on,
+                        level,
+                        None,
+                        parent.for_host,
+                    )
                     for url in found.sitemaps
                 ]
         sitemaps += [
-            (strip_userinfo(url), "sitemap", f"{host}/robots.txt", 0, None, host)
+            (_key(u := strip_userinfo(url)), u, "sitemap", f"{host}/robots.txt", 0, None, host)
             for host, url in found.robots_sitemaps
             if host in self._hosts
         ]
         if pages or sitemaps:
             self._insert(sitemaps + pages)
 
-    def _insert(self, rows: list[tuple[str, str, str, int, float | None, str]]) -> None:
+    def _insert(self, rows: list[Row]) -> None:
         """Insert what is new of `rows` (sitemaps first), while max_urls leaves room."""
         with self._lock:
             self._db.execute("BEGIN")
             for kind in ("sitemap", "page"):
-                todo = [row for row in rows if row[1] == kind]
+                todo = [row for row in rows if row[2] == kind]
                 while todo and self._discovered < self.max_urls:
                     room = self.max_urls - self._discovered
                     chunk, todo = todo[:room], todo[room:]
                     before = self._db.total_changes
                     self._db.executemany(
-                        "INSERT OR IGNORE INTO frontier (url, kind, found_on, depth, lastmod,"
-                        " for_host) VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT OR IGNORE INTO frontier (key, url, kind, found_on, depth,"
+                        " lastmod, for_host) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         chunk,
                     )
                     added = self._db.total_changes - before
@@ -209,13 +226,14 @@ class Frontier:
                     self._count_left_out(todo)
             self._db.execute("COMMIT")
 
-    def _count_left_out(self, rows: list[tuple[str, str, str, int, float | None, str]]) -> None:
+    def _count_left_out(self, rows: list[Row]) -> None:
         """Note the new URLs among `rows` as left out (max_urls reached): kept as rows of
         kind `over`, never taken, so that each is counted once; one warning per run."""
         before = self._db.total_changes
         self._db.executemany(
-            "INSERT OR IGNORE INTO frontier (url, kind, found_on, depth) VALUES (?, 'over', ?, ?)",
-            [(row[0], row[2], row[3]) for row in rows],
+            "INSERT OR IGNORE INTO frontier (key, url, kind, found_on, depth)"
+            " VALUES (?, ?, 'over', ?, ?)",
+            [(row[0], row[1], row[3], row[4]) for row in rows],
         )
         new = self._db.total_changes - before
         if new and not self.counts.left_out:
@@ -255,3 +273,8 @@ class Frontier:
                     os.unlink(self._temp + suffix)
                 except FileNotFoundError:
                     pass
+
+
+def _key(url: str) -> int:
+    """The frontier's index of a URL: 64 bits of its BLAKE2b hash, as a signed SQLite int."""
+    return int.from_bytes(hashlib.blake2b(url.encode(), digest_size=8).digest(), "big", signed=True)
