@@ -174,7 +174,7 @@ def _run(
             started_at = engine.counts.started_at.isoformat(timespec="seconds")
             state.begin_run(sink.run_id, list_name, started_at)
         console.start_bar(None)
-        if count_path is not None:
+        if count_path is not None and frontier is None:  # with discovery no total is known
             _count_lines_in_background(count_path, console, len(resumed.lines))
 
         previous = PreviousRecords(folder, settings.format) if folder is not None else None

@@ -47,6 +47,14 @@ def dry_run(settings: Settings, lines: LineStream, out: TextIO) -> int:
         + ("" if settings.obey_robots else " (robots.txt not obeyed: obey_robots is false)"),
         file=out,
     )
+    if settings.discovers():  # reading sitemaps and following links would be fetching
+        follow = sum(1 for site in settings.sites if site.follow)
+        print(
+            f"and discovery, not tried by --dry-run: {len(settings.sitemaps)} sitemaps"
+            + (", those named by the hosts' robots.txt" if settings.sitemaps_from_robots else "")
+            + f", follow rules of {follow} sites; at most {settings.max_urls} discovered URLs",
+            file=out,
+        )
     for line in invalid[:SHOWN_INVALID]:
         print(f"  line {line.line_no}: invalid: {line.reason}: {line.text}", file=out)
     if len(invalid) > SHOWN_INVALID:

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS frontier (
 """
 # (key, url, kind, found_on, depth, lastmod, for_host): a frontier row to insert
 Row = tuple[int, str, str, str, int, "float | None", str]
+LOOKUP_CHUNK = 500  # keys per IN (...) query
 MAX_SITEMAP_DEPTH = 3  # an index of indexes of sitemaps, and no deeper
 BUSY_TIMEOUT_MS = 30_000
 
@@ -202,40 +203,57 @@ class Frontier:
             self._insert(sitemaps + pages)
 
     def _insert(self, rows: list[Row]) -> None:
-        """Insert what is new of `rows` (sitemaps first), while max_urls leaves room."""
+        """Insert what is new of `rows` (sitemaps first), while max_urls leaves room. Most
+        links of a crawl are known already: they are looked up first, read-only, and only
+        new ones (if any) are written, in one transaction."""
         with self._lock:
+            rows = self._new(rows)
+            if not rows:
+                return
             self._db.execute("BEGIN")
             for kind in ("sitemap", "page"):
                 todo = [row for row in rows if row[2] == kind]
-                while todo and self._discovered < self.max_urls:
-                    room = self.max_urls - self._discovered
-                    chunk, todo = todo[:room], todo[room:]
-                    before = self._db.total_changes
+                room = max(0, self.max_urls - self._discovered)
+                if todo[:room]:
                     self._db.executemany(
                         "INSERT OR IGNORE INTO frontier (key, url, kind, found_on, depth,"
                         " lastmod, for_host) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        chunk,
+                        todo[:room],
                     )
-                    added = self._db.total_changes - before
-                    self._discovered += added
-                    if kind == "page":
-                        self.counts.pages += added
-                    else:
-                        self.counts.sitemaps += added
-                if todo:
-                    self._count_left_out(todo)
+                added = len(todo[:room])
+                self._discovered += added
+                if kind == "page":
+                    self.counts.pages += added
+                else:
+                    self.counts.sitemaps += added
+                if todo[room:]:
+                    self._count_left_out(todo[room:])
             self._db.execute("COMMIT")
 
+    def _new(self, rows: list[Row]) -> list[Row]:
+        """The rows whose URL is not in the frontier yet, each once."""
+        fresh: dict[int, Row] = {}
+        for start in range(0, len(rows), LOOKUP_CHUNK):
+            chunk = rows[start : start + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            known = {
+                key
+                for (key,) in self._db.execute(
+                    f"SELECT key FROM frontier WHERE key IN ({marks})", [row[0] for row in chunk]
+                )
+            }
+            fresh.update((row[0], row) for row in chunk if row[0] not in known)
+        return list(fresh.values())
+
     def _count_left_out(self, rows: list[Row]) -> None:
-        """Note the new URLs among `rows` as left out (max_urls reached): kept as rows of
-        kind `over`, never taken, so that each is counted once; one warning per run."""
-        before = self._db.total_changes
+        """Note `rows` (new URLs) as left out, max_urls reached: kept as rows of kind
+        `over`, never taken, so that each is counted once; one warning per run."""
         self._db.executemany(
             "INSERT OR IGNORE INTO frontier (key, url, kind, found_on, depth)"
             " VALUES (?, ?, 'over', ?, ?)",
             [(row[0], row[1], row[3], row[4]) for row in rows],
         )
-        new = self._db.total_changes - before
+        new = len(rows)
         if new and not self.counts.left_out:
             log.warning(
                 "max_urls (%d) reached: further discovered URLs are not queued in this run",
@@ -256,8 +274,18 @@ class Frontier:
             ).fetchall()
             if rows:
                 self._taken = rows[-1][0]
+        shared: dict[str, str] = {}  # a page's links share its found_on: one string for all
         return [
-            UrlTask(-row_id, url, url, found_on, depth, lastmod, kind, for_host)
+            UrlTask(
+                -row_id,
+                url,
+                url,
+                shared.setdefault(found_on, found_on),
+                depth,
+                lastmod,
+                kind,
+                for_host,
+            )
             for row_id, url, kind, found_on, depth, lastmod, for_host in rows
         ]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import UNLIMITED, run_script, scrape_command, wait_for, write_list
-from tests.servers import Route, body, serve
+from tests.servers import Route, body, send, serve
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
 
@@ -85,6 +85,29 @@ def test_a_sitemap_index_with_a_gzipped_urlset_then_a_cron_rerun_asks_only_sitem
         full = run_script(["--sitemap", f"{o}/sitemap.xml", "-o", "out", "--full"], cwd=tmp_path)
         assert full.returncode == 0, full.stderr
         assert sorted(p for p in site.paths if p.startswith("/p/")) == ["/p/1", "/p/2", "/p/3"]
+        site.paths.clear()  # a site whose lastmod lies: ignore it
+        args = ["--sitemap", f"{o}/sitemap.xml", "-o", "out", "--sitemap-lastmod", "ignore"]
+        ignored = run_script(args, cwd=tmp_path)
+        assert ignored.returncode == 0, ignored.stderr
+        assert sorted(p for p in site.paths if p.startswith("/p/")) == ["/p/1", "/p/2", "/p/3"]
+
+
+def test_a_sitemap_sent_with_content_encoding_gzip_and_a_dry_run(tmp_path: Path) -> None:
+    routes: dict[str, Route] = {}
+    with serve(routes) as site:
+        xml = gzip.compress(urlset(site.origin, ["/p/1"]))
+        routes["/s.xml"] = lambda h: send(
+            h, 200, xml, "application/xml", {"Content-Encoding": "gzip"}
+        )
+        routes["/p/1"] = page("One")
+        result = run_script(["--sitemap", f"{site.origin}/s.xml", "-o", "out"], cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert [r["title"] for r in records(tmp_path / "out")] == ["One"]
+        site.paths.clear()
+        dry = run_script(["--sitemap", f"{site.origin}/s.xml", "--dry-run"], cwd=tmp_path)
+        assert dry.returncode == 0, dry.stderr
+        assert "discovery, not tried by --dry-run: 1 sitemaps" in dry.stdout
+        assert site.paths == []
 
 
 def test_follow_rules_two_levels_deep_on_the_same_host_with_the_sites_fields(

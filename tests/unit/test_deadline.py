@@ -111,3 +111,20 @@ def test_a_run_with_trickling_pages_and_robots_ends_in_bounded_time(tmp_path: Pa
     }
     assert [by_line[n]["error"]["kind"] for n in (2, 3)] == ["timeout", "timeout"]
     assert by_line[4]["outcome"] == "ok"
+
+
+def test_finished_requests_leave_the_watchdog_heap_at_once() -> None:
+    """A page done in time must not keep its entry (and its connection) until its deadline:
+    at 300 pages/s and a 30 s deadline that was 9,000 entries alive in a long run."""
+    import time
+
+    from scraper.fetch import deadline
+
+    class Connection:
+        sock = None
+
+    for _ in range(2000):
+        scope = deadline.watch(time.monotonic() + 30)
+        scope.guard(Connection())
+        scope.close()
+    assert len(deadline._WATCHDOG._heap) <= deadline.COMPACT_AT + 1
