@@ -1,14 +1,15 @@
 """The frontier: URLs a run discovers (sitemaps, follow rules), waiting for their turn.
 
 It lives in sqlite (a file beside the state database, `<state>-frontier`, or a temporary file
-when the run keeps no state), so a crawl of a million URLs keeps memory flat: the URL index
-that stops a URL from being queued twice is the table's unique key (a 64-bit hash of the URL:
-a collision among a million URLs has odds of about 3e-8), and only the batch handed to the
-scheduler is in memory. Each page's finds are committed before its record is written, so a
-killed crawl loses none; the file is not synced to disk (synchronous=OFF: a process killed
-loses nothing, a power cut may lose the frontier, never the state, which is another file).
-Rows are appended in the order found (breadth first) and taken by id; a resumed run
-(--resume) takes again every discovered row the killed run did not record.
+when the run keeps no state): the URLs, where each was found and what is left to take wait
+on disk, and memory holds only the batch handed to the scheduler and the URL index, the
+64-bit hash of each URL (url_list.DuplicateIndex, 24 bytes a URL at most; a collision among
+a million URLs has odds of about 3e-8), mirrored by the table's unique key. Each page's
+finds are committed before its record is written, so a killed crawl loses none; the file
+is not synced to disk (synchronous=OFF: a process killed loses nothing, a power cut may lose
+the frontier, never the state, which is another file). Rows are appended in the order found
+(breadth first) and taken by id; a resumed run (--resume) takes again every discovered row
+the killed run did not record.
 
 Listed URLs are noted too (kind `listed`, never taken), so that a page found by a link is
 not fetched again when the list has it, nor a list line when a link got there first. A
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scraper.records import Found, UrlTask
+from scraper.url_list import DuplicateIndex
 from scraper.urls import host_key, redact_url, state_key, strip_userinfo
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ CREATE TABLE IF NOT EXISTS frontier (
 """
 # (key, url, kind, found_on, depth, lastmod, for_host): a frontier row to insert
 Row = tuple[int, str, str, str, int, "float | None", str]
-LOOKUP_CHUNK = 500  # keys per IN (...) query
+UNSIGNED = (1 << 64) - 1
 MAX_SITEMAP_DEPTH = 3  # an index of indexes of sitemaps, and no deeper
 BUSY_TIMEOUT_MS = 30_000
 
@@ -90,6 +92,9 @@ class Frontier:
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute(SCHEMA)
         self._taken = 0  # rows up to this id have been handed out
+        # The keys of every row, in memory (24 bytes a URL at most): the crawl's links are
+        # mostly known already, and a lookup in sqlite for each cost the writer thread 5%.
+        self._keys = DuplicateIndex()
         self._hosts: set[str] = set()  # the listed URLs' hosts (sitemaps_from_robots)
         self._seeds: dict[str, UrlTask] = {}
         if resume:
@@ -99,6 +104,8 @@ class Frontier:
         self._discovered = self._db.execute(
             "SELECT count(*) FROM frontier WHERE kind IN ('page', 'sitemap')"
         ).fetchone()[0]
+        for (key,) in self._db.execute("SELECT key FROM frontier"):  # a resumed crawl's
+            self._seen(key)
 
     def _resume(self, recorded: frozenset[str] | set[str]) -> None:
         rows = self._db.execute("SELECT id, url FROM frontier WHERE kind = 'page'").fetchall()
@@ -122,6 +129,7 @@ class Frontier:
                     "ON CONFLICT(key) DO UPDATE SET kind = 'seed' RETURNING id",
                     (_key(shown), shown),
                 ).fetchone()
+                self._seen(_key(shown))
                 task = UrlTask(-row[0], shown, url, found_on="", kind="sitemap")
                 self._seeds[shown] = task
                 tasks.append(task)
@@ -139,6 +147,7 @@ class Frontier:
             for task in tasks:
                 self._hosts.add(host_key(task.normalized_url))
                 url = state_key(task)
+                self._seen(_key(url))
                 cursor = self._db.execute(
                     "INSERT OR IGNORE INTO frontier (key, url, kind) VALUES (?, ?, 'listed')",
                     (_key(url), url),
@@ -204,7 +213,7 @@ class Frontier:
 
     def _insert(self, rows: list[Row]) -> None:
         """Insert what is new of `rows` (sitemaps first), while max_urls leaves room. Most
-        links of a crawl are known already: they are looked up first, read-only, and only
+        links of a crawl are known already: they are looked up in memory first, and only
         new ones (if any) are written, in one transaction."""
         with self._lock:
             rows = self._new(rows)
@@ -231,19 +240,18 @@ class Frontier:
             self._db.execute("COMMIT")
 
     def _new(self, rows: list[Row]) -> list[Row]:
-        """The rows whose URL is not in the frontier yet, each once."""
-        fresh: dict[int, Row] = {}
-        for start in range(0, len(rows), LOOKUP_CHUNK):
-            chunk = rows[start : start + LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            known = {
-                key
-                for (key,) in self._db.execute(
-                    f"SELECT key FROM frontier WHERE key IN ({marks})", [row[0] for row in chunk]
-                )
-            }
-            fresh.update((row[0], row) for row in chunk if row[0] not in known)
-        return list(fresh.values())
+        """The rows whose URL is not in the frontier yet, each once (now noted as known)."""
+        fresh = []
+        for row in rows:
+            if self._seen(row[0]):
+                fresh.append(row)
+        return fresh
+
+    def _seen(self, key: int) -> bool:
+        """Note `key` as in the frontier; True if it was not yet."""
+        before = self._keys.count
+        self._keys.first_line(key & UNSIGNED, 1)
+        return self._keys.count > before
 
     def _count_left_out(self, rows: list[Row]) -> None:
         """Note `rows` (new URLs) as left out, max_urls reached: kept as rows of kind
