@@ -61,7 +61,10 @@ def test_per_host_limit_and_delay_hold_while_other_hosts_go_on(tmp_path: Path) -
     for served in (a, b):
         assert served.max_in_flight <= 2
         gaps = [t2 - t1 for t1, t2 in itertools.pairwise(served.arrivals)]
-        assert min(gaps) >= 0.4 - 0.01, gaps  # robots.txt counts as a request too
+        # robots.txt counts as a request too. The delay runs from a request's start, the
+        # server sees its arrival: robots.txt, the first on a new connection, arrives after
+        # the connect, so on a loaded machine the gap after it looks shorter (0.19 s seen).
+        assert gaps[0] >= 0.4 - 0.3 and min(gaps[1:]) >= 0.4 - 0.01, gaps
         assert served.paths[0] == "/robots.txt"
     # One host alone needs 6 delays (robots.txt + 6 pages); both together take about as long.
     assert elapsed < 2 * 6 * 0.4
