@@ -57,7 +57,14 @@ def run_check(argv: list[str], out: TextIO, err: TextIO) -> int:
     print(f"{path}: OK: {len(settings.sites)} site(s), {fields} field(s)", file=out)
     for site in settings.sites:
         names = ", ".join(f.name + ("*" if f.required else "") for f in site.fields)
+        if site.follow:
+            where = "its own host" if site.same_host else "any host"
+            names += (", " if names else "") + (
+                f"follows {len(site.follow)} rule(s) to depth {site.max_depth}, {where}"
+            )
         print(f"  {site.name} ({site.match_kind} {site.pattern}): {names}", file=out)
+    if settings.sitemaps:
+        print(f"  sitemaps: {', '.join(map(redact_url, settings.sitemaps))}", file=out)
     return 0
 
 

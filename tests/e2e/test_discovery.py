@@ -296,6 +296,9 @@ def test_scrape_try_shows_the_links_a_follow_rule_queues(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["follow"] == ["https://shop.example/c/1", "https://shop.example/c/2"]
+    checked = run_script(["check", "-c", str(config)], cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "s (host shop.example): follows 1 rule(s) to depth 1, its own host" in checked.stdout
 
 
 def test_csv_records_of_a_crawl_have_found_on_and_depth_columns(tmp_path: Path) -> None:
