@@ -44,6 +44,7 @@ HIDDEN_TAGS = ("script", "style", "noscript", "template")
 LINK_TAGS = ("a", "area")
 # The fields' key of what a page gives the frontier (a records.Found; never written out).
 FOUND = "_found"
+RESOLVED = "_resolved"  # the link resolver's href -> URL, from the extract functions
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +105,14 @@ def parse_page(page: FetchedPage, options: ParseOptions) -> dict[str, Any]:
         raise PageError(ErrorKind.PARSE, f"{type(exc).__name__}: {exc}"[:300]) from exc
     words = found.pop("words")
     links = found["links"]
+    resolved = found.pop(RESOLVED, {})
     fields.update(mask_passwords(found))  # a page's own links and words may hold some too
     fields["word_count"] = len(words)
     fields["text"] = mask_passwords(_capped(words, options.max_text_chars))
     if extras is not None:
         fields.update(mask_passwords(extras.fields))
         if extras.follow is not None:
-            fields[FOUND] = extras.followed(links)
+            fields[FOUND] = extras.followed(links, resolved)
         if extras.problem is not None:
             raise PageError(ErrorKind.EXTRACT, extras.problem, fields)
     return fields
@@ -132,12 +134,16 @@ class _Extras:
         self.hrefs: list[str] = []
         self.base = page.final_url
 
-    def followed(self, links: list[str]) -> Found:
+    def followed(self, links: list[str], resolved: dict[str, str | None]) -> Found:
         """The links to queue: those the CSS and XPath rules selected, resolved against the
         page's base, and the page's links the regex rules find; on the page's host only
         when the site says same_host. Absolute, in the WHATWG form, each once."""
         assert self.follow is not None
-        urls = dict.fromkeys(u for h in self.hrefs if (u := web_link(self.base, h)) is not None)
+        urls = dict.fromkeys(
+            u
+            for h in self.hrefs
+            if (u := resolved[h] if h in resolved else web_link(self.base, h)) is not None
+        )
         urls.update(dict.fromkeys(follow_matching(self.follow, links)))
         if self.follow.same_host:
             own = host_key(self.page.final_url)
@@ -218,9 +224,10 @@ class _LinkResolver:
         self.seen: set[str] = set()
         self.links: list[str] = []
         self.dropped = 0
+        self.resolved: dict[str, str | None] = {}  # href -> URL: follow rules read them again
 
     def add(self, href: str) -> None:
-        url = self.resolve(href)
+        url = self.resolved[href] = self.resolve(href)
         if url is not None and url not in self.seen:
             self.seen.add(url)
             self.links.append(url)
@@ -288,6 +295,7 @@ def _extract_lxml(text: str, final_url: str, extras: Extras | None) -> dict[str,
         "canonical": canonical,
         "lang": (doc.get("lang") or "").strip() or None,
         "links": resolver.links,
+        RESOLVED: resolver.resolved,
         "words": words,
     }
 
@@ -325,6 +333,7 @@ def _extract_bs4(text: str, final_url: str, extras: Extras | None) -> dict[str, 
         "canonical": canonical,
         "lang": (str(html_tag.get("lang") or "").strip() or None) if html_tag else None,
         "links": resolver.links,
+        RESOLVED: resolver.resolved,
         "words": root.get_text(" ").split(),
     }
 

@@ -46,11 +46,14 @@ CREATE TABLE IF NOT EXISTS frontier (
     depth INTEGER NOT NULL DEFAULT 0,
     lastmod REAL,                 -- the sitemap's <lastmod>, unix time
     for_host TEXT NOT NULL DEFAULT '',
-    recorded INTEGER NOT NULL DEFAULT 0  -- set when a run resumes: the killed run wrote it
-)
+    recorded INTEGER NOT NULL DEFAULT 0, -- set when a run resumes: the killed run wrote it
+    host TEXT NOT NULL DEFAULT ''  -- urls.host_key: rows are taken host by host, in turn
+);
+CREATE INDEX IF NOT EXISTS frontier_by_host ON frontier (host, id);
 """
 # (key, url, kind, found_on, depth, lastmod, for_host): a frontier row to insert
 Row = tuple[int, str, str, str, int, "float | None", str]
+HostedRow = tuple[int, str, str, str, int, "float | None", str, str]  # and the URL's host
 UNSIGNED = (1 << 64) - 1
 MAX_SITEMAP_DEPTH = 3  # an index of indexes of sitemaps, and no deeper
 BUSY_TIMEOUT_MS = 30_000
@@ -90,8 +93,13 @@ class Frontier:
         self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute(SCHEMA)
-        self._taken = 0  # rows up to this id have been handed out
+        if not resume:  # a new run starts from nothing
+            self._db.execute("DROP TABLE IF EXISTS frontier")
+        self._db.executescript(SCHEMA)
+        # Per host, the rows up to this id have been handed out; `_waiting`, the hosts that
+        # may have more, in turn. One host's 50,000-URL sitemap must not hold back the rest.
+        self._taken: dict[str, int] = {}
+        self._waiting: dict[str, None] = {}
         # The keys of every row, in memory (24 bytes a URL at most): the crawl's links are
         # mostly known already, and a lookup in sqlite for each cost the writer thread 5%.
         self._keys = DuplicateIndex()
@@ -99,8 +107,6 @@ class Frontier:
         self._seeds: dict[str, UrlTask] = {}
         if resume:
             self._resume(recorded)
-        else:
-            self._db.execute("DELETE FROM frontier")
         self._discovered = self._db.execute(
             "SELECT count(*) FROM frontier WHERE kind IN ('page', 'sitemap')"
         ).fetchone()[0]
@@ -113,6 +119,10 @@ class Frontier:
         self._db.execute("BEGIN")
         self._db.executemany("UPDATE frontier SET recorded = 1 WHERE id = ?", done)
         self._db.execute("COMMIT")
+        hosts = self._db.execute(
+            "SELECT DISTINCT host FROM frontier WHERE kind IN ('page', 'sitemap') AND recorded = 0"
+        )
+        self._waiting.update((host, None) for (host,) in hosts)
         log.info("resuming a crawl: %d discovered URLs, %d recorded", len(rows), len(done))
 
     # -- what goes in ----------------------------------------------------------------------
@@ -160,7 +170,7 @@ class Frontier:
                 ).fetchone()
                 if row[1] in ("listed", "seed", "over"):  # a resumed run's own line
                     fetch.append(True)
-                elif row[0] > self._taken and not row[2]:  # found, not taken yet: the list's
+                elif row[0] > self._taken.get(host_key(url), 0) and not row[2]:  # not taken yet
                     self._db.execute("UPDATE frontier SET kind = 'listed' WHERE id = ?", (row[0],))
                     fetch.append(True)
                 else:
@@ -219,14 +229,16 @@ class Frontier:
             rows = self._new(rows)
             if not rows:
                 return
+            hosted = [(*row, host_key(row[1])) for row in rows]  # the host, for new rows only
+            self._waiting.update((row[7], None) for row in hosted)
             self._db.execute("BEGIN")
             for kind in ("sitemap", "page"):
-                todo = [row for row in rows if row[2] == kind]
+                todo = [row for row in hosted if row[2] == kind]
                 room = max(0, self.max_urls - self._discovered)
                 if todo[:room]:
                     self._db.executemany(
                         "INSERT OR IGNORE INTO frontier (key, url, kind, found_on, depth,"
-                        " lastmod, for_host) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        " lastmod, for_host, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         todo[:room],
                     )
                 added = len(todo[:room])
@@ -253,7 +265,7 @@ class Frontier:
         self._keys.first_line(key & UNSIGNED, 1)
         return self._keys.count > before
 
-    def _count_left_out(self, rows: list[Row]) -> None:
+    def _count_left_out(self, rows: list[HostedRow]) -> None:
         """Note `rows` (new URLs) as left out, max_urls reached: kept as rows of kind
         `over`, never taken, so that each is counted once; one warning per run."""
         self._db.executemany(
@@ -272,16 +284,26 @@ class Frontier:
     # -- what comes out --------------------------------------------------------------------
 
     def take(self, n: int) -> list[UrlTask]:
-        """Up to `n` discovered URLs not handed out yet, oldest first."""
+        """Up to `n` discovered URLs not handed out yet: the hosts in turn, a share of `n`
+        each, oldest first within a host."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, url, kind, found_on, depth, lastmod, for_host FROM frontier"
-                " WHERE id > ? AND kind IN ('page', 'sitemap') AND recorded = 0"
-                " ORDER BY id LIMIT ?",
-                (self._taken, n),
-            ).fetchall()
-            if rows:
-                self._taken = rows[-1][0]
+            rows: list[tuple[int, str, str, str, int, float | None, str]] = []
+            while len(rows) < n and self._waiting:
+                share = max(1, (n - len(rows)) // len(self._waiting))
+                for host in list(self._waiting):
+                    got = self._db.execute(
+                        "SELECT id, url, kind, found_on, depth, lastmod, for_host FROM frontier"
+                        " WHERE host = ? AND id > ? AND kind IN ('page', 'sitemap')"
+                        " AND recorded = 0 ORDER BY id LIMIT ?",
+                        (host, self._taken.get(host, 0), share),
+                    ).fetchall()
+                    if len(got) < share:  # none left of this host for now
+                        del self._waiting[host]
+                    if got:
+                        self._taken[host] = got[-1][0]
+                        rows += got
+                    if len(rows) >= n:
+                        break
         shared: dict[str, str] = {}  # a page's links share its found_on: one string for all
         return [
             UrlTask(

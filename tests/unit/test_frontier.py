@@ -108,3 +108,18 @@ def test_without_a_state_the_frontier_is_a_temporary_file_removed_at_close() -> 
     assert temp is not None and Path(temp).exists()
     frontier.close()
     assert not Path(temp).exists()
+
+
+def test_hosts_are_taken_in_turn_so_one_big_sitemap_holds_no_other_host_back() -> None:
+    frontier = Frontier(None, max_urls=10_000)
+    [a, b] = frontier.seed([SITE + "/sitemap.xml", "https://news.example/sitemap.xml"])
+    frontier.offer(a, Found(pages=tuple(f"{SITE}/p/{n}" for n in range(5000))))
+    frontier.offer(b, Found(pages=tuple(f"https://news.example/a/{n}" for n in range(10))))
+    first = frontier.take(20)
+    assert sum(1 for t in first if t.url.startswith("https://news.example/")) == 10
+    assert [t.url for t in first if t.url.startswith(SITE)] == [f"{SITE}/p/{n}" for n in range(10)]
+    rest = frontier.take(10_000)
+    assert len(rest) == 4990 and rest[0].url == f"{SITE}/p/10"  # oldest first within a host
+    frontier.offer(b, Found(pages=("https://news.example/late",)))  # a host back in turn
+    assert [t.url for t in frontier.take(5)] == ["https://news.example/late"]
+    frontier.close()
