@@ -104,7 +104,6 @@ class Frontier:
         # mostly known already, and a lookup in sqlite for each cost the writer thread 5%.
         self._keys = DuplicateIndex()
         self._hosts: set[str] = set()  # the listed URLs' hosts (sitemaps_from_robots)
-        self._seeds: dict[str, UrlTask] = {}
         if resume:
             self._resume(recorded)
         self._discovered = self._db.execute(
@@ -141,7 +140,6 @@ class Frontier:
                 ).fetchone()
                 self._seen(_key(shown))
                 task = UrlTask(-row[0], shown, url, found_on="", kind="sitemap")
-                self._seeds[shown] = task
                 tasks.append(task)
                 self._hosts.add(host_key(url))
             self._db.execute("COMMIT")
